@@ -1,0 +1,30 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{prune::PruneArgs, run::RunArgs, status::StatusArgs};
+use crate::config::DEFAULT_CONFIG;
+
+/// Encrypted, incremental backups of a Mail-in-a-Box with duplicity.
+///
+/// systemd runs `mailbackup run` from mailbackup.service: it stops the mail
+/// services, backs up, starts them again and prunes old backups.
+#[derive(Debug, Parser)]
+#[command(name = "mailbackup", version)]
+pub struct Cli {
+    /// The box's settings: KEY=VALUE lines with STORAGE_ROOT and STORAGE_USER.
+    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Run(RunArgs),
+    Prune(PruneArgs),
+    Status(StatusArgs),
+}

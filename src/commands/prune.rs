@@ -1,0 +1,52 @@
+//! `mailbackup prune`: delete the backups that are no longer needed.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::duplicity::{self, Duplicity};
+use crate::inventory::Inventory;
+use crate::report::KEEP_BACKUPS_FOR_DAYS;
+
+/// Delete backups no longer needed, then what interrupted backups left.
+///
+/// Runs `duplicity remove-older-than ND --force`, which never deletes the
+/// newest chain nor a backup that a kept one depends on, then
+/// `duplicity cleanup --force`.
+///
+/// Example: mailbackup prune --keep-days 7
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Keep every backup needed to restore any state of this many days.
+    #[arg(long, default_value_t = KEEP_BACKUPS_FOR_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_days: u32,
+}
+
+pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let layout = config.layout();
+    if Inventory::scan(&layout.encrypted_dir)?.backups.is_empty() {
+        eprintln!(
+            "mailbackup: no backups in {}, nothing to prune",
+            layout.encrypted_dir.display()
+        );
+        return Ok(0);
+    }
+    let key = super::load_key(&config)?;
+    let duplicity = Duplicity::new(&layout, &key.passphrase);
+    for args in [
+        duplicity::remove_older_than_args(&layout, args.keep_days),
+        duplicity::cleanup_args(&layout),
+    ] {
+        let outcome = duplicity.run(&args)?;
+        if outcome.code != 0 {
+            eprintln!(
+                "mailbackup: duplicity failed with exit code {}: pruning stopped",
+                outcome.code
+            );
+            return Ok(outcome.code);
+        }
+    }
+    Ok(0)
+}

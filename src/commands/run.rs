@@ -1,0 +1,123 @@
+//! `mailbackup run`: one duplicity backup, nothing else.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::duplicity::{self, BackupMode, Duplicity, EXIT_USER_ERROR};
+use crate::inventory::{Backup, Inventory};
+use crate::migration;
+use crate::report::should_force_full;
+
+/// Back up STORAGE_ROOT (without its backup/ directory) with duplicity.
+///
+/// Makes a full backup when there is none yet, when --full is given, or when
+/// the increments since the last full backup add up to more than half of it;
+/// an incremental one otherwise. Exits with duplicity's exit code. It does not
+/// stop the mail services, prune or run the after-backup hook: the systemd
+/// units do that.
+///
+/// Example: mailbackup run --full
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Make a full backup even if an incremental one would do.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// Which kind of backup to make, and why, for the log.
+pub fn choose_mode(force_full: bool, backups: &[Backup]) -> (BackupMode, &'static str) {
+    if force_full {
+        (BackupMode::Full, "--full was given")
+    } else if !backups.iter().any(|b| b.full) {
+        (BackupMode::Full, "there is no full backup yet")
+    } else if should_force_full(backups) {
+        (
+            BackupMode::Full,
+            "the increments since the last full backup exceed half of it",
+        )
+    } else {
+        (BackupMode::Incremental, "a full backup exists")
+    }
+}
+
+pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let layout = config.layout();
+    let inventory = Inventory::scan(&layout.encrypted_dir)?;
+    let key = super::load_key(&config)?;
+
+    migration::finish_interrupted(&layout)?;
+    let legacy = migration::legacy_dir(&layout);
+    if let Some(dir) = &legacy {
+        eprintln!(
+            "mailbackup: {} holds backups of the old unencrypted layout: this backup includes them",
+            dir.display()
+        );
+    }
+
+    let (mode, reason) = choose_mode(args.full, &inventory.backups);
+    eprintln!(
+        "mailbackup: {} backup of {} ({reason})",
+        if mode == BackupMode::Full {
+            "full"
+        } else {
+            "incremental"
+        },
+        layout.storage_root.display()
+    );
+    let include: Vec<_> = legacy.iter().cloned().collect();
+    let outcome = Duplicity::new(&layout, &key.passphrase)
+        .run(&duplicity::backup_args(&layout, mode, &include))?;
+    if outcome.code == EXIT_USER_ERROR && outcome.locked_out {
+        eprintln!(
+            "mailbackup: another backup is already running (duplicity holds the lock in {}); this run did nothing",
+            layout.cache_dir.display()
+        );
+        return Ok(outcome.code);
+    }
+    if outcome.code != 0 {
+        eprintln!(
+            "mailbackup: duplicity failed with exit code {}: the backup is not complete",
+            outcome.code
+        );
+        return Ok(outcome.code);
+    }
+    if legacy.is_some() {
+        migration::complete(&layout)?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup_set::Stamp;
+
+    fn backup(date: &str, full: bool, size: u64) -> Backup {
+        Backup {
+            date: Stamp::parse(date.as_bytes()).unwrap(),
+            full,
+            previous: (!full).then(|| Stamp::parse(b"20261101T000000Z").unwrap()),
+            size,
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(choose_mode(false, &[]).0, BackupMode::Full);
+        let full = backup("20261101T000000Z", true, 100);
+        assert_eq!(
+            choose_mode(false, &[full.clone()]).0,
+            BackupMode::Incremental
+        );
+        assert_eq!(choose_mode(true, &[full.clone()]).0, BackupMode::Full);
+        let big = backup("20261102T000000Z", false, 51);
+        assert_eq!(choose_mode(false, &[big, full]).0, BackupMode::Full);
+        assert_eq!(
+            choose_mode(false, &[backup("20261102T000000Z", false, 1)]).0,
+            BackupMode::Full
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! duplicity's command lines, built from the layout, and running them.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Layout;
+use crate::key::Passphrase;
+
+/// The volume size of the reference, in MB.
+pub const VOLSIZE_MB: u32 = 250;
+
+/// duplicity's exit code when another instance holds the archive dir's lock
+/// (and for other user errors).
+pub const EXIT_USER_ERROR: u8 = 23;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupMode {
+    Full,
+    Incremental,
+}
+
+impl BackupMode {
+    pub fn action(self) -> &'static str {
+        match self {
+            BackupMode::Full => "full",
+            BackupMode::Incremental => "incr",
+        }
+    }
+}
+
+fn target_url(layout: &Layout) -> OsString {
+    let mut url = OsString::from("file://");
+    url.push(&layout.encrypted_dir);
+    url
+}
+
+fn archive_dir(layout: &Layout) -> [OsString; 2] {
+    ["--archive-dir".into(), layout.cache_dir.clone().into()]
+}
+
+/// The arguments of one backup of `STORAGE_ROOT` without its `backup/`
+/// directory, except for the directories in `include` (which lie inside it).
+pub fn backup_args(layout: &Layout, mode: BackupMode, include: &[PathBuf]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![mode.action().into()];
+    args.extend(archive_dir(layout));
+    for dir in include {
+        args.extend(["--include".into(), dir.clone().into_os_string()]);
+    }
+    args.extend([
+        "--exclude".into(),
+        layout.backup_dir.clone().into_os_string(),
+        "--volsize".into(),
+        VOLSIZE_MB.to_string().into(),
+        // A box whose hostname changed must keep backing up.
+        "--allow-source-mismatch".into(),
+        layout.storage_root.clone().into_os_string(),
+        target_url(layout),
+    ]);
+    args
+}
+
+/// The arguments that delete the backups no longer needed to restore any
+/// state of the last `days` days.
+pub fn remove_older_than_args(layout: &Layout, days: u32) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["remove-older-than".into(), format!("{days}D").into()];
+    args.extend(archive_dir(layout));
+    args.extend(["--force".into(), target_url(layout)]);
+    args
+}
+
+/// The arguments that delete what an interrupted backup left behind.
+pub fn cleanup_args(layout: &Layout) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["cleanup".into()];
+    args.extend(archive_dir(layout));
+    args.extend(["--force".into(), target_url(layout)]);
+    args
+}
+
+/// How a duplicity run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// duplicity's exit code, or 128 + N when it died of signal N.
+    pub code: u8,
+    /// It said another duplicity holds the archive dir's lock.
+    pub locked_out: bool,
+}
+
+/// Runs duplicity with the passphrase in its environment (and nowhere else).
+pub struct Duplicity<'a> {
+    pub program: OsString,
+    pub passphrase: &'a Passphrase,
+    pub gnupg_home: PathBuf,
+}
+
+impl<'a> Duplicity<'a> {
+    /// `duplicity` from `PATH`, with `GNUPGHOME` under `backup/`, which is
+    /// writable even when the service's sandbox makes `/root` read-only.
+    pub fn new(layout: &Layout, passphrase: &'a Passphrase) -> Duplicity<'a> {
+        Duplicity {
+            program: "duplicity".into(),
+            passphrase,
+            gnupg_home: layout.gnupg_home.clone(),
+        }
+    }
+
+    fn prepare_gnupg_home(&self) -> Result<()> {
+        let dir = &self.gnupg_home;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("Failed to create the GnuPG home {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Failed to make the GnuPG home {} private", dir.display()))
+    }
+
+    /// Runs `duplicity ARGS`, passing its output through and watching its
+    /// errors for the archive lock.
+    pub fn run(&self, args: &[OsString]) -> Result<Outcome> {
+        self.prepare_gnupg_home()?;
+        eprintln!("mailbackup: running {}", display_args(&self.program, args));
+        let mut child = match Command::new(&self.program)
+            .args(args)
+            .env("PASSPHRASE", self.passphrase.to_env_value())
+            .env("GNUPGHOME", &self.gnupg_home)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == ErrorKind::NotFound => bail!(
+                "duplicity is not installed (no {:?} in PATH): install it with `apt-get install duplicity`",
+                self.program
+            ),
+            Err(e) => return Err(e).with_context(|| format!("Failed to start {:?}", self.program)),
+        };
+        let mut locked_out = false;
+        if let Some(stderr) = child.stderr.take() {
+            let mut out = std::io::stderr().lock();
+            for line in BufReader::new(stderr).split(b'\n') {
+                let Ok(line) = line else { break };
+                locked_out |= contains(&line, b"Another duplicity instance is already running");
+                let _ = out.write_all(&line);
+                let _ = out.write_all(b"\n");
+            }
+        }
+        let status = child.wait().context("Failed to wait for duplicity")?;
+        self.stop_gpg_agent();
+        let code = match (status.code(), status.signal()) {
+            (Some(code), _) => code.clamp(0, 255) as u8,
+            (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
+            (None, None) => 1,
+        };
+        Ok(Outcome { code, locked_out })
+    }
+
+    /// gpg starts an agent in GNUPGHOME that outlives duplicity; end it.
+    fn stop_gpg_agent(&self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(&self.gnupg_home)
+            .args(["--kill", "gpg-agent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A command line for the log. Arguments hold paths, never the passphrase.
+pub fn display_args(program: &OsStr, args: &[OsString]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn layout() -> Layout {
+        Layout::new(Path::new("/home/user data"))
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn backup_command_line_is_the_reference_one() {
+        assert_eq!(
+            strings(backup_args(&layout(), BackupMode::Incremental, &[])),
+            [
+                "incr",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "--exclude",
+                "/home/user data/backup",
+                "--volsize",
+                "250",
+                "--allow-source-mismatch",
+                "/home/user data",
+                "file:///home/user data/backup/encrypted",
+            ]
+        );
+    }
+
+    #[test]
+    fn included_directories_come_before_the_exclusion() {
+        let args = strings(backup_args(
+            &layout(),
+            BackupMode::Full,
+            &[PathBuf::from("/home/user data/backup/duplicity")],
+        ));
+        assert_eq!(args[0], "full");
+        assert_eq!(
+            &args[3..7],
+            [
+                "--include",
+                "/home/user data/backup/duplicity",
+                "--exclude",
+                "/home/user data/backup"
+            ]
+        );
+    }
+
+    #[test]
+    fn prune_command_lines() {
+        assert_eq!(
+            strings(remove_older_than_args(&layout(), 3)),
+            [
+                "remove-older-than",
+                "3D",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "--force",
+                "file:///home/user data/backup/encrypted",
+            ]
+        );
+        assert_eq!(
+            strings(cleanup_args(&layout())),
+            [
+                "cleanup",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "--force",
+                "file:///home/user data/backup/encrypted",
+            ]
+        );
+    }
+
+    #[test]
+    fn log_lines_quote_spaces() {
+        let args: Vec<OsString> = vec!["full".into(), "/a b".into(), "it's".into()];
+        assert_eq!(
+            display_args(OsStr::new("duplicity"), &args),
+            r"duplicity full '/a b' 'it'\''s'"
+        );
+    }
+}

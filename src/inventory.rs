@@ -1,0 +1,186 @@
+//! What is in the backup target: the backups, their sizes, and stray files.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::backup_set::{SetNameParser, Stamp};
+
+/// One backup: every file on the target with the same end time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub date: Stamp,
+    pub full: bool,
+    /// For an incremental backup, the time of the backup it builds on.
+    pub previous: Option<Stamp>,
+    /// The sum of the sizes of its files, in bytes.
+    pub size: u64,
+}
+
+/// The backups on a target, newest first, and what else lies there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub backups: Vec<Backup>,
+    /// Entries that are not duplicity files: skipped, but counted.
+    pub unknown_files: u64,
+    pub unknown_size: u64,
+}
+
+/// A directory entry: its name, its size, and whether it is a regular file.
+pub struct Entry<'a> {
+    pub name: &'a [u8],
+    pub size: u64,
+    pub is_file: bool,
+}
+
+/// Builds an inventory from directory entries, grouping files by end time
+/// as the reference does (the first file seen of a time decides whether the
+/// backup is full).
+#[derive(Default)]
+pub struct InventoryBuilder {
+    parser: SetNameParser,
+    sets: HashMap<Stamp, Backup>,
+    unknown_files: u64,
+    unknown_size: u64,
+}
+
+impl InventoryBuilder {
+    pub fn add(&mut self, entry: Entry<'_>) {
+        let parsed = if entry.is_file {
+            self.parser.parse(entry.name)
+        } else {
+            None
+        };
+        let Some(file) = parsed else {
+            self.unknown_files += 1;
+            self.unknown_size += entry.size;
+            return;
+        };
+        self.sets
+            .entry(file.time)
+            .or_insert_with(|| Backup {
+                date: file.time,
+                full: file.is_full(),
+                previous: file.previous,
+                size: 0,
+            })
+            .size += entry.size;
+    }
+
+    pub fn finish(self) -> Inventory {
+        let mut backups: Vec<Backup> = self.sets.into_values().collect();
+        backups.sort_unstable_by(|a, b| b.date.cmp(&a.date));
+        Inventory {
+            backups,
+            unknown_files: self.unknown_files,
+            unknown_size: self.unknown_size,
+        }
+    }
+}
+
+impl Inventory {
+    /// Reads the target directory. A missing directory is an empty target:
+    /// nothing has been backed up yet. Never writes.
+    pub fn scan(dir: &Path) -> Result<Inventory> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Inventory::default()),
+            Err(e) if e.kind() == ErrorKind::NotADirectory => bail!(
+                "The backup target {} is not a directory: move it out of the way",
+                dir.display()
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("Failed to list the backup target {}", dir.display()))
+            }
+        };
+        let mut builder = InventoryBuilder::default();
+        for entry in entries {
+            let entry = entry
+                .with_context(|| format!("Failed to list the backup target {}", dir.display()))?;
+            let name = entry.file_name();
+            // Stat without following links: a file removed meanwhile (a
+            // concurrent prune) simply no longer counts.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("Failed to read {}", entry.path().display()))
+                }
+            };
+            builder.add(Entry {
+                name: name.as_bytes(),
+                size: meta.len(),
+                is_file: meta.is_file(),
+            });
+        }
+        Ok(builder.finish())
+    }
+
+    /// Whether any complete or partial full backup exists.
+    pub fn has_full(&self) -> bool {
+        self.backups.iter().any(|b| b.full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(entries: &[(&str, u64, bool)]) -> Inventory {
+        let mut b = InventoryBuilder::default();
+        for &(name, size, is_file) in entries {
+            b.add(Entry {
+                name: name.as_bytes(),
+                size,
+                is_file,
+            });
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn groups_by_end_time_newest_first() {
+        let inv = build(&[
+            (
+                "duplicity-full.20261120T010000Z.vol1.difftar.gpg",
+                1000,
+                true,
+            ),
+            ("duplicity-full.20261120T010000Z.manifest.gpg", 10, true),
+            (
+                "duplicity-full-signatures.20261120T010000Z.sigtar.gpg",
+                100,
+                true,
+            ),
+            (
+                "duplicity-inc.20261120T010000Z.to.20261121T010000Z.vol1.difftar.gpg",
+                50,
+                true,
+            ),
+            (
+                "duplicity-new-signatures.20261120T010000Z.to.20261121T010000Z.sigtar.gpg",
+                5,
+                true,
+            ),
+            ("notes.txt", 7, true),
+            ("duplicity-full.20261122T010000Z.vol1.difftar.gpg", 9, false),
+        ]);
+        assert_eq!(inv.backups.len(), 2);
+        assert_eq!(inv.backups[0].date.as_str(), "20261121T010000Z");
+        assert!(!inv.backups[0].full);
+        assert_eq!(
+            inv.backups[0].previous.unwrap().as_str(),
+            "20261120T010000Z"
+        );
+        assert_eq!(inv.backups[0].size, 55);
+        assert!(inv.backups[1].full);
+        assert_eq!(inv.backups[1].size, 1110);
+        assert_eq!((inv.unknown_files, inv.unknown_size), (2, 16));
+        assert!(inv.has_full());
+    }
+}

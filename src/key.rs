@@ -1,0 +1,137 @@
+//! The backup passphrase: where it is read from and how it is kept secret.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Layout;
+
+/// The name of the systemd credential (`LoadCredential=passphrase:…`).
+pub const CREDENTIAL_NAME: &str = "passphrase";
+
+/// A passphrase. It is never printed: `Debug` says `<redacted>`, and the only
+/// way out is into a child's environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passphrase(Vec<u8>);
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase(<redacted>)")
+    }
+}
+
+impl Passphrase {
+    /// Takes the first line of a key file. gpg reads only up to the first
+    /// newline of a passphrase, so backups that the reference made with the
+    /// whole multi-line file as `PASSPHRASE` restore with this, and the reverse.
+    pub fn from_key_file_bytes(bytes: &[u8]) -> Option<Passphrase> {
+        let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        if line.is_empty() || line.contains(&0) {
+            return None;
+        }
+        Some(Passphrase(line.to_vec()))
+    }
+
+    /// The value for the child's `PASSPHRASE` variable.
+    pub fn to_env_value(&self) -> OsString {
+        OsString::from_vec(self.0.clone())
+    }
+
+    /// Whether `haystack` contains the passphrase, for tests and leak checks.
+    pub fn occurs_in(&self, haystack: &[u8]) -> bool {
+        haystack.windows(self.0.len()).any(|w| w == self.0)
+    }
+}
+
+/// Where the passphrase comes from: the systemd credential when the service
+/// runs with `LoadCredential=`, the key file otherwise.
+pub fn key_path(layout: &Layout, credentials_directory: Option<&Path>) -> PathBuf {
+    match credentials_directory {
+        Some(dir) => dir.join(CREDENTIAL_NAME),
+        None => layout.key_file.clone(),
+    }
+}
+
+/// A loaded key, with a warning for the operator when its file is too open.
+pub struct LoadedKey {
+    pub passphrase: Passphrase,
+    pub warning: Option<String>,
+}
+
+/// Reads the passphrase from `path`.
+pub fn load(path: &Path) -> Result<LoadedKey> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "Failed to read the backup key {}: restore it from your copy of the key, \
+             or run `mailbackup install` to create a new one for a new backup",
+            path.display()
+        )
+    })?;
+    let Some(passphrase) = Passphrase::from_key_file_bytes(&bytes) else {
+        bail!(
+            "The backup key {} is empty (its first line holds no passphrase, or it contains a NUL byte): \
+             restore it from your copy of the key",
+            path.display()
+        );
+    };
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("Failed to read the permissions of {}", path.display()))?
+        .permissions()
+        .mode();
+    let warning = (mode & 0o044 != 0).then(|| {
+        format!(
+            "the backup key {} can be read by other users (mode {:04o}): run `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        )
+    });
+    Ok(LoadedKey {
+        passphrase,
+        warning,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_only() {
+        let p = Passphrase::from_key_file_bytes(b"abc\ndef\n").unwrap();
+        assert_eq!(p.to_env_value(), "abc");
+        let p = Passphrase::from_key_file_bytes(b"no-newline").unwrap();
+        assert_eq!(p.to_env_value(), "no-newline");
+    }
+
+    #[test]
+    fn empty_keys_are_refused() {
+        assert!(Passphrase::from_key_file_bytes(b"").is_none());
+        assert!(Passphrase::from_key_file_bytes(b"\nsecond line").is_none());
+        assert!(Passphrase::from_key_file_bytes(b"a\0b").is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let p = Passphrase::from_key_file_bytes(b"hunter2").unwrap();
+        assert!(!format!("{p:?}").contains("hunter2"));
+        assert!(!format!("{:#?}", Some(&p)).contains("hunter2"));
+    }
+
+    #[test]
+    fn credential_wins_over_key_file() {
+        let l = Layout::new(Path::new("/srv/data"));
+        assert_eq!(
+            key_path(&l, None),
+            Path::new("/srv/data/backup/secret_key.txt")
+        );
+        assert_eq!(
+            key_path(&l, Some(Path::new("/run/credentials/mailbackup.service"))),
+            Path::new("/run/credentials/mailbackup.service/passphrase")
+        );
+    }
+}

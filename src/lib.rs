@@ -1,0 +1,28 @@
+//! mailbackup: encrypted, incremental backups of a Mail-in-a-Box's
+//! `STORAGE_ROOT` with duplicity, with scheduling, locking and service
+//! restarts left to systemd.
+
+pub mod backup_set;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod duplicity;
+pub mod inventory;
+pub mod key;
+pub mod migration;
+pub mod pytime;
+pub mod report;
+pub mod sys;
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+
+/// Runs one command; the result is the process's exit code.
+pub fn run(cli: &Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Run(args) => commands::run::run(&cli.config, args),
+        Command::Prune(args) => commands::prune::run(&cli.config, args),
+        Command::Status(args) => commands::status::run(&cli.config, args),
+    }
+}

@@ -1,0 +1,366 @@
+//! The status report of the reference's `backup_status()`, and the
+//! full-versus-incremental rule that depends on it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::Layout;
+use crate::inventory::{Backup, Inventory};
+use crate::pytime::{c_locale_date_time, py_round, reldate, LocalZone, Moment};
+
+/// Backups are deleted when the newest increment of their chain is this old.
+pub const KEEP_BACKUPS_FOR_DAYS: u32 = 3;
+
+/// The reference's dict, key for key, plus the stray files it would have
+/// crashed on.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusReport {
+    pub directory: String,
+    pub encpwfile: String,
+    pub tz: String,
+    pub backups: Vec<BackupStatus>,
+    pub unknown_files: u64,
+    pub unknown_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackupStatus {
+    pub date: String,
+    pub date_str: String,
+    pub date_delta: String,
+    pub full: bool,
+    pub previous: Option<String>,
+    pub size: u64,
+    pub deleted_in: Option<String>,
+}
+
+/// The reference's `should_force_full()`: a full backup when there is none
+/// yet, or when the increments since the newest full backup add up to more
+/// than half of it. `backups` is newest first.
+pub fn should_force_full(backups: &[Backup]) -> bool {
+    let mut inc_size = 0u64;
+    for b in backups {
+        if b.full {
+            return inc_size as f64 > 0.5 * b.size as f64;
+        }
+        inc_size += b.size;
+    }
+    true
+}
+
+/// The reference's `backup_status()` for the inventory of `layout`'s target,
+/// at the Unix time `now_us` in the local `zone`.
+pub fn backup_status(
+    inventory: &Inventory,
+    layout: &Layout,
+    now_us: i64,
+    zone: &LocalZone,
+) -> StatusReport {
+    let now = zone.now(now_us);
+    let keep_days = i64::from(KEEP_BACKUPS_FOR_DAYS);
+    let mut rows: Vec<BackupStatus> = inventory
+        .backups
+        .iter()
+        .map(|b| {
+            let date = b.date.datetime();
+            BackupStatus {
+                date: b.date.to_string(),
+                date_str: c_locale_date_time(date),
+                date_delta: reldate(&Moment::utc(date), &now, "the future?"),
+                full: b.full,
+                previous: b.previous.map(|p| p.to_string()),
+                size: b.size,
+                deleted_in: None,
+            }
+        })
+        .collect();
+
+    // The size of the newest full backup and of the increments since.
+    let mut incremental_count = 0u64;
+    let mut incremental_size = 0u64;
+    let mut first_full_size = None;
+    for b in &rows {
+        if b.full {
+            first_full_size = Some(b.size);
+            break;
+        }
+        incremental_count += 1;
+        incremental_size += b.size;
+    }
+
+    // Predict how many more increments there will be before the next full
+    // backup, plus the days backups are kept. The reference divides by the
+    // average increment and crashes when it is zero; then we cannot predict.
+    let mut deleted_in = match first_full_size {
+        Some(full) if incremental_count > 0 && incremental_size > 0 => {
+            let average = incremental_size as f64 / incremental_count as f64;
+            let days =
+                keep_days as f64 + (0.5 * full as f64 - incremental_size as f64) / average + 0.5;
+            Some(format!("approx. {} days", py_round(days)))
+        }
+        _ => None,
+    };
+
+    // Older chains are deleted when their newest increment is old enough.
+    let mut saw_full = false;
+    let days_ago = now.minus_days(keep_days);
+    for (b, backup) in rows.iter_mut().zip(&inventory.backups) {
+        if deleted_in.is_some() {
+            b.deleted_in.clone_from(&deleted_in);
+        }
+        if b.full {
+            saw_full = true;
+            deleted_in = None;
+        } else if saw_full && deleted_in.is_none() {
+            let date = Moment::utc(backup.date.datetime());
+            deleted_in = Some(reldate(&days_ago, &date, "on next daily backup"));
+            b.deleted_in.clone_from(&deleted_in);
+        }
+    }
+
+    StatusReport {
+        directory: layout.encrypted_dir.to_string_lossy().into_owned(),
+        encpwfile: layout.key_file.to_string_lossy().into_owned(),
+        tz: zone.name_at(&now).to_owned(),
+        backups: rows,
+        unknown_files: inventory.unknown_files,
+        unknown_size: inventory.unknown_size,
+    }
+}
+
+/// The report as a table for an operator.
+pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) -> String {
+    let mut out = String::new();
+    if report.backups.is_empty() {
+        let _ = writeln!(out, "No backups yet in {}.", report.directory);
+    } else {
+        let _ = writeln!(out, "Backups in {}, newest first:", report.directory);
+        let _ = writeln!(
+            out,
+            "{:<22} {:<20} {:<12} {:>10}  {}",
+            format!("WHEN ({})", report.tz),
+            "AGE",
+            "TYPE",
+            "SIZE",
+            "DELETED IN"
+        );
+        for b in &report.backups {
+            let _ = writeln!(
+                out,
+                "{:<22} {:<20} {:<12} {:>10}  {}",
+                local_time(&b.date),
+                b.date_delta,
+                if b.full { "full" } else { "incremental" },
+                human_size(b.size),
+                b.deleted_in.as_deref().unwrap_or("-")
+            );
+        }
+        let total: u64 = report.backups.iter().map(|b| b.size).sum();
+        let _ = writeln!(
+            out,
+            "Total: {} backup{}, {}.",
+            report.backups.len(),
+            if report.backups.len() == 1 { "" } else { "s" },
+            human_size(total)
+        );
+    }
+    if report.unknown_files > 0 {
+        let _ = writeln!(
+            out,
+            "Skipped {} entr{} that duplicity did not write ({}).",
+            report.unknown_files,
+            if report.unknown_files == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            human_size(report.unknown_size)
+        );
+    }
+    out
+}
+
+/// Bytes in binary units, one decimal: `0 B`, `1.5 KiB`, `2.0 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup_set::Stamp;
+    use std::path::Path;
+
+    fn backup(date: &str, previous: Option<&str>, size: u64) -> Backup {
+        Backup {
+            date: Stamp::parse(date.as_bytes()).unwrap(),
+            full: previous.is_none(),
+            previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
+            size,
+        }
+    }
+
+    #[test]
+    fn full_when_there_is_no_full_backup() {
+        assert!(should_force_full(&[]));
+        assert!(should_force_full(&[backup(
+            "20261121T010000Z",
+            Some("20261120T010000Z"),
+            5
+        )]));
+    }
+
+    #[test]
+    fn full_when_increments_pass_half_of_the_full() {
+        let full = backup("20261120T010000Z", None, 1000);
+        let inc = |d, s| backup(d, Some("20261120T010000Z"), s);
+        assert!(!should_force_full(&[full.clone()]));
+        assert!(!should_force_full(&[
+            inc("20261122T010000Z", 250),
+            inc("20261121T010000Z", 250),
+            full.clone()
+        ]));
+        assert!(should_force_full(&[
+            inc("20261122T010000Z", 251),
+            inc("20261121T010000Z", 250),
+            full.clone()
+        ]));
+        // Only the increments since the newest full backup count.
+        let older = backup("20261101T010000Z", None, 10);
+        assert!(!should_force_full(&[
+            full,
+            inc("20261102T010000Z", 9999),
+            older
+        ]));
+    }
+
+    fn at(s: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn deleted_in_as_the_reference_computes_it() {
+        let inventory = Inventory {
+            backups: vec![
+                backup("20261124T010000Z", Some("20261123T010000Z"), 100),
+                backup("20261123T010000Z", None, 1000),
+                backup("20261122T010000Z", Some("20261121T010000Z"), 100),
+                backup("20261121T010000Z", None, 1000),
+            ],
+            ..Default::default()
+        };
+        let zone = LocalZone::fixed(0, "UTC");
+        let layout = Layout::new(Path::new("/home/user-data"));
+        let r = backup_status(&inventory, &layout, at("2026-11-24 13:30:00"), &zone);
+        assert_eq!(r.tz, "UTC");
+        assert_eq!(r.directory, "/home/user-data/backup/encrypted");
+        assert_eq!(r.encpwfile, "/home/user-data/backup/secret_key.txt");
+        let got: Vec<_> = r
+            .backups
+            .iter()
+            .map(|b| {
+                (
+                    b.date_str.as_str(),
+                    b.date_delta.as_str(),
+                    b.deleted_in.as_deref(),
+                )
+            })
+            .collect();
+        // 3 + (500 - 100) / 100 + 0.5 = 7.5, rounded to even.
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "11/24/26 01:00:00",
+                    "12 hours, 30 minutes",
+                    Some("approx. 8 days")
+                ),
+                (
+                    "11/23/26 01:00:00",
+                    "1 day, 12 hours",
+                    Some("approx. 8 days")
+                ),
+                (
+                    "11/22/26 01:00:00",
+                    "2 days, 12 hours",
+                    Some("11 hours, 30 minutes")
+                ),
+                (
+                    "11/21/26 01:00:00",
+                    "3 days, 12 hours",
+                    Some("11 hours, 30 minutes")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_increments_cannot_predict() {
+        let inventory = Inventory {
+            backups: vec![
+                backup("20261124T010000Z", Some("20261123T010000Z"), 0),
+                backup("20261123T010000Z", None, 1000),
+            ],
+            ..Default::default()
+        };
+        let zone = LocalZone::fixed(0, "UTC");
+        let r = backup_status(
+            &inventory,
+            &Layout::new(Path::new("/d")),
+            at("2026-11-24 13:30:00"),
+            &zone,
+        );
+        assert!(r.backups.iter().all(|b| b.deleted_in.is_none()));
+        assert_eq!(r.backups[0].date_delta, "12 hours, 30 minutes");
+    }
+
+    #[test]
+    fn table_for_people() {
+        let zone = LocalZone::fixed(0, "UTC");
+        let layout = Layout::new(Path::new("/d"));
+        let empty = backup_status(
+            &Inventory::default(),
+            &layout,
+            at("2026-11-24 13:30:00"),
+            &zone,
+        );
+        assert_eq!(
+            render_table(&empty, |d| d.to_owned()),
+            "No backups yet in /d/backup/encrypted.\n"
+        );
+        let inventory = Inventory {
+            backups: vec![backup("20261123T010000Z", None, 1536)],
+            unknown_files: 1,
+            unknown_size: 3,
+        };
+        let r = backup_status(&inventory, &layout, at("2026-11-24 13:30:00"), &zone);
+        let t = render_table(&r, |_| "2026-11-23 01:00".to_owned());
+        assert!(t.contains("2026-11-23 01:00"), "{t}");
+        assert!(t.contains("1 day, 12 hours"), "{t}");
+        assert!(t.contains("full") && t.contains("1.5 KiB"), "{t}");
+        assert!(t.contains("Total: 1 backup, 1.5 KiB."), "{t}");
+        assert!(t.contains("Skipped 1 entry"), "{t}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}

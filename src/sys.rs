@@ -1,0 +1,45 @@
+//! The few calls into the C library; the rest of the code sees plain Rust types.
+
+use std::ffi::CStr;
+
+use crate::pytime::LocalZone;
+
+/// `localtime_r(t)`: the UTC offset in seconds east, whether DST is in
+/// effect, and the zone's abbreviation.
+fn localtime(t: i64) -> (i64, bool, String) {
+    let t = t as libc::time_t;
+    // SAFETY: `tm` is plain data that localtime_r fills in; tm_zone points
+    // into the C library's static zone data, valid for the process.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return (0, false, "UTC".to_owned());
+        }
+        let name = if tm.tm_zone.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(tm.tm_zone).to_string_lossy().into_owned()
+        };
+        (tm.tm_gmtoff, tm.tm_isdst > 0, name)
+    }
+}
+
+/// The local zone (from `TZ` or `/etc/localtime`) as Python on glibc sees it
+/// at the Unix time `now`: probed near the start of the year and half a year
+/// later, exactly as CPython's `time` module does.
+pub fn python_local_zone(now: i64) -> LocalZone {
+    extern "C" {
+        fn tzset();
+    }
+    // SAFETY: tzset only reads TZ and the zone files.
+    unsafe { tzset() };
+    const YEAR: i64 = (365 * 24 + 6) * 3600;
+    let start = now.div_euclid(YEAR) * YEAR;
+    let (jan_offset, _, jan_name) = localtime(start);
+    let (jul_offset, _, jul_name) = localtime(start + YEAR / 2);
+    LocalZone::from_probes(
+        (jan_offset, jan_name),
+        (jul_offset, jul_name),
+        Box::new(|t| localtime(t).1),
+    )
+}

@@ -72,7 +72,7 @@ impl InventoryBuilder {
 
     pub fn finish(self) -> Inventory {
         let mut backups: Vec<Backup> = self.sets.into_values().collect();
-        backups.sort_unstable_by(|a, b| b.date.cmp(&a.date));
+        backups.sort_unstable_by_key(|b| std::cmp::Reverse(b.date));
         Inventory {
             backups,
             unknown_files: self.unknown_files,

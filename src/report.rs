@@ -138,12 +138,11 @@ pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) 
         let _ = writeln!(out, "Backups in {}, newest first:", report.directory);
         let _ = writeln!(
             out,
-            "{:<22} {:<20} {:<12} {:>10}  {}",
+            "{:<22} {:<20} {:<12} {:>10}  DELETED IN",
             format!("WHEN ({})", report.tz),
             "AGE",
             "TYPE",
             "SIZE",
-            "DELETED IN"
         );
         for b in &report.backups {
             let _ = writeln!(

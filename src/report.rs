@@ -224,7 +224,7 @@ mod tests {
     fn full_when_increments_pass_half_of_the_full() {
         let full = backup("20261120T010000Z", None, 1000);
         let inc = |d, s| backup(d, Some("20261120T010000Z"), s);
-        assert!(!should_force_full(&[full.clone()]));
+        assert!(!should_force_full(std::slice::from_ref(&full)));
         assert!(!should_force_full(&[
             inc("20261122T010000Z", 250),
             inc("20261121T010000Z", 250),

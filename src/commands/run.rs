@@ -109,10 +109,13 @@ mod tests {
         assert_eq!(choose_mode(false, &[]).0, BackupMode::Full);
         let full = backup("20261101T000000Z", true, 100);
         assert_eq!(
-            choose_mode(false, &[full.clone()]).0,
+            choose_mode(false, std::slice::from_ref(&full)).0,
             BackupMode::Incremental
         );
-        assert_eq!(choose_mode(true, &[full.clone()]).0, BackupMode::Full);
+        assert_eq!(
+            choose_mode(true, std::slice::from_ref(&full)).0,
+            BackupMode::Full
+        );
         let big = backup("20261102T000000Z", false, 51);
         assert_eq!(choose_mode(false, &[big, full]).0, BackupMode::Full);
         assert_eq!(

@@ -4,9 +4,11 @@
 //!
 //! The reference moved `backup/duplicity` out of `backup/` so that the next
 //! backup would contain it. The service may write only under `backup/`, so
-//! instead the next backup includes `backup/duplicity` where it is. Only
-//! after that backup succeeded are the legacy files deleted, so every step
-//! can be interrupted and the next run picks up from there.
+//! instead the next backup includes `backup/duplicity` where it is. The
+//! openssl copies go first, as in the reference: duplicity takes their names
+//! for sets of its own and fails on them; the originals they copy stay in
+//! `backup/duplicity`. Only after the backup succeeded is that deleted, so
+//! every step can be interrupted and the next run picks up from there.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -29,9 +31,9 @@ pub fn finish_interrupted(layout: &Layout) -> Result<()> {
     remove_tree(&layout.legacy_trash)
 }
 
-/// After a backup that contains the legacy directory succeeded: deletes the
-/// openssl copies of that era from the target, then the legacy directory.
-pub fn complete(layout: &Layout) -> Result<()> {
+/// Before a backup that includes the legacy directory: deletes the openssl
+/// copies of its files from the target.
+pub fn remove_openssl_copies(layout: &Layout) -> Result<()> {
     let mut removed = 0;
     let dir = &layout.encrypted_dir;
     let entries =
@@ -47,8 +49,17 @@ pub fn complete(layout: &Layout) -> Result<()> {
         }
     }
     if removed > 0 {
-        eprintln!("mailbackup: deleted {removed} openssl-encrypted files of the old backup layout from {}", dir.display());
+        eprintln!(
+            "mailbackup: deleted {removed} openssl-encrypted copies of the old backups in {} from {}",
+            layout.legacy_dir.display(),
+            dir.display()
+        );
     }
+    Ok(())
+}
+
+/// After a backup that contains the legacy directory succeeded: deletes it.
+pub fn complete(layout: &Layout) -> Result<()> {
     // Renamed first, so that a half-deleted tree is never backed up again.
     std::fs::rename(&layout.legacy_dir, &layout.legacy_trash).with_context(|| {
         format!(

@@ -55,6 +55,8 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
             "mailbackup: {} holds backups of the old unencrypted layout: this backup includes them",
             dir.display()
         );
+        // Not parsed as backups, so the inventory stays as it is.
+        migration::remove_openssl_copies(&layout)?;
     }
 
     let (mode, reason) = choose_mode(args.full, &inventory.backups);

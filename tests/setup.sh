@@ -1,0 +1,27 @@
+#!/bin/bash
+# Installs what the tests need on a Debian 12 machine, as root: Debian's
+# duplicity, duplicity 3.x from PyPI in a venv, the reference program's
+# Python dependencies, faketime and sqlite3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# duplicity 3.x: only what its file:// backend needs.
+venv=target/test-tools/duplicity3
+if ! "$venv/bin/duplicity" --version 2>/dev/null | grep -q '^duplicity 3\.'; then
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --no-deps 'duplicity==3.2.1' 'fasteners==0.19'
+fi
+"$venv/bin/duplicity" --version
+/usr/bin/duplicity --version

@@ -1,10 +1,10 @@
 //! duplicity's command lines, built from the layout, and running them.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -101,12 +101,16 @@ pub struct Duplicity<'a> {
 impl<'a> Duplicity<'a> {
     /// `duplicity` from `PATH`, with `GNUPGHOME` under `backup/`, which is
     /// writable even when the service's sandbox makes `/root` read-only.
-    pub fn new(layout: &Layout, passphrase: &'a Passphrase) -> Duplicity<'a> {
-        Duplicity {
-            program: "duplicity".into(),
+    pub fn locate(layout: &Layout, passphrase: &'a Passphrase) -> Result<Duplicity<'a>> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let Some(program) = find_in_path("duplicity", &path) else {
+            bail!("duplicity is not installed (no duplicity in PATH): install it with `apt-get install duplicity`");
+        };
+        Ok(Duplicity {
+            program: program.into_os_string(),
             passphrase,
             gnupg_home: layout.gnupg_home.clone(),
-        }
+        })
     }
 
     fn prepare_gnupg_home(&self) -> Result<()> {
@@ -131,11 +135,11 @@ impl<'a> Duplicity<'a> {
             .spawn()
         {
             Ok(child) => child,
-            Err(e) if e.kind() == ErrorKind::NotFound => bail!(
-                "duplicity is not installed (no {:?} in PATH): install it with `apt-get install duplicity`",
-                self.program
-            ),
-            Err(e) => return Err(e).with_context(|| format!("Failed to start {:?}", self.program)),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("Failed to start {}", Path::new(&self.program).display())
+                })
+            }
         };
         let mut locked_out = false;
         if let Some(stderr) = child.stderr.take() {
@@ -170,6 +174,16 @@ impl<'a> Duplicity<'a> {
     }
 }
 
+/// The first executable file called `name` in the directories of `path`.
+pub fn find_in_path(name: &str, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -193,7 +207,6 @@ pub fn display_args(program: &OsStr, args: &[OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn layout() -> Layout {
         Layout::new(Path::new("/home/user data"))
@@ -264,6 +277,18 @@ mod tests {
                 "file:///home/user data/backup/encrypted",
             ]
         );
+    }
+
+    #[test]
+    fn programs_are_found_in_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("duplicity");
+        std::fs::write(&exe, "").unwrap();
+        let path = std::env::join_paths(["/nonexistent".as_ref(), dir.path()]).unwrap();
+        assert_eq!(find_in_path("duplicity", &path), None, "not executable");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_in_path("duplicity", &path), Some(exe));
+        assert_eq!(find_in_path("duplicity", OsStr::new("")), None);
     }
 
     #[test]

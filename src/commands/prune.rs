@@ -34,7 +34,7 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
         return Ok(0);
     }
     let key = super::load_key(&config)?;
-    let duplicity = Duplicity::new(&layout, &key.passphrase);
+    let duplicity = Duplicity::locate(&layout, &key.passphrase)?;
     for args in [
         duplicity::remove_older_than_args(&layout, args.keep_days),
         duplicity::cleanup_args(&layout),

@@ -47,6 +47,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     let layout = config.layout();
     let inventory = Inventory::scan(&layout.encrypted_dir)?;
     let key = super::load_key(&config)?;
+    let duplicity = Duplicity::locate(&layout, &key.passphrase)?;
 
     migration::finish_interrupted(&layout)?;
     let legacy = migration::legacy_dir(&layout);
@@ -70,8 +71,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         layout.storage_root.display()
     );
     let include: Vec<_> = legacy.iter().cloned().collect();
-    let outcome = Duplicity::new(&layout, &key.passphrase)
-        .run(&duplicity::backup_args(&layout, mode, &include))?;
+    let outcome = duplicity.run(&duplicity::backup_args(&layout, mode, &include))?;
     if outcome.code == EXIT_USER_ERROR && outcome.locked_out {
         eprintln!(
             "mailbackup: another backup is already running (duplicity holds the lock in {}); this run did nothing",

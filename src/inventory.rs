@@ -1,6 +1,7 @@
 //! What is in the backup target: the backups, their sizes, and stray files.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{self, HashMap};
+use std::fs::DirEntry;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -81,11 +82,53 @@ impl InventoryBuilder {
     }
 }
 
+/// How many directory entries are stat'ed at a time, spread over the
+/// threads: enough to keep them busy, few enough to keep memory small.
+const CHUNK: usize = 4096;
+
+impl InventoryBuilder {
+    /// Adds the inventory of another builder, as if its entries came after.
+    fn merge(&mut self, other: InventoryBuilder) {
+        for (time, b) in other.sets {
+            match self.sets.entry(time) {
+                hash_map::Entry::Occupied(mut e) => e.get_mut().size += b.size,
+                hash_map::Entry::Vacant(e) => {
+                    e.insert(b);
+                }
+            }
+        }
+        self.unknown_files += other.unknown_files;
+        self.unknown_size += other.unknown_size;
+    }
+
+    /// Stats and adds directory entries. An entry removed meanwhile (by a
+    /// concurrent prune) no longer counts.
+    fn add_dir_entries(&mut self, entries: &[DirEntry]) -> Result<()> {
+        for entry in entries {
+            // Without following links, relative to the open directory.
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("Failed to read {}", entry.path().display())),
+            };
+            self.add(Entry {
+                name: entry.file_name().as_bytes(),
+                size: meta.len(),
+                is_file: meta.is_file(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Inventory {
     /// Reads the target directory. A missing directory is an empty target:
     /// nothing has been backed up yet. Never writes.
+    ///
+    /// A target can hold a hundred thousand files, and one stat each is most
+    /// of the work: it is spread over the CPUs, a chunk of entries at a time.
     pub fn scan(dir: &Path) -> Result<Inventory> {
-        let entries = match std::fs::read_dir(dir) {
+        let mut entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Inventory::default()),
             Err(e) if e.kind() == ErrorKind::NotADirectory => bail!(
@@ -93,32 +136,37 @@ impl Inventory {
                 dir.display()
             ),
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("Failed to list the backup target {}", dir.display()))
+                return Err(e).with_context(|| format!("Failed to list the backup target {}", dir.display()))
             }
         };
-        let mut builder = InventoryBuilder::default();
-        for entry in entries {
-            let entry = entry
-                .with_context(|| format!("Failed to list the backup target {}", dir.display()))?;
-            let name = entry.file_name();
-            // Stat without following links: a file removed meanwhile (a
-            // concurrent prune) simply no longer counts.
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("Failed to read {}", entry.path().display()))
-                }
-            };
-            builder.add(Entry {
-                name: name.as_bytes(),
-                size: meta.len(),
-                is_file: meta.is_file(),
-            });
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let mut builders: Vec<InventoryBuilder> = (0..threads).map(|_| InventoryBuilder::default()).collect();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            chunk.clear();
+            for entry in entries.by_ref().take(CHUNK) {
+                chunk.push(entry.with_context(|| format!("Failed to list the backup target {}", dir.display()))?);
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let per_thread = chunk.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let workers: Vec<_> = builders
+                    .iter_mut()
+                    .zip(chunk.chunks(per_thread))
+                    .map(|(builder, part)| s.spawn(move || builder.add_dir_entries(part)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })?;
         }
-        Ok(builder.finish())
+        let mut all = InventoryBuilder::default();
+        for b in builders {
+            all.merge(b);
+        }
+        Ok(all.finish())
     }
 
     /// Whether any complete or partial full backup exists.

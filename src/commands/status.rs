@@ -37,7 +37,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<u8> {
         .as_micros() as i64;
     let zone = python_local_zone(now_us.div_euclid(1_000_000));
     let report = backup_status(&inventory, &layout, now_us, &zone);
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report).context("Failed to write the status")?;
         writeln!(out).context("Failed to write the status")?;
@@ -45,6 +45,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<u8> {
         out.write_all(render_table(&report, local_time).as_bytes())
             .context("Failed to write the status")?;
     }
+    out.flush().context("Failed to write the status")?;
     Ok(0)
 }
 

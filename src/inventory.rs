@@ -109,7 +109,10 @@ impl InventoryBuilder {
             let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("Failed to read {}", entry.path().display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("Failed to read {}", entry.path().display()))
+                }
             };
             self.add(Entry {
                 name: entry.file_name().as_bytes(),
@@ -136,16 +139,20 @@ impl Inventory {
                 dir.display()
             ),
             Err(e) => {
-                return Err(e).with_context(|| format!("Failed to list the backup target {}", dir.display()))
+                return Err(e)
+                    .with_context(|| format!("Failed to list the backup target {}", dir.display()))
             }
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        let mut builders: Vec<InventoryBuilder> = (0..threads).map(|_| InventoryBuilder::default()).collect();
+        let mut builders: Vec<InventoryBuilder> =
+            (0..threads).map(|_| InventoryBuilder::default()).collect();
         let mut chunk = Vec::with_capacity(CHUNK);
         loop {
             chunk.clear();
             for entry in entries.by_ref().take(CHUNK) {
-                chunk.push(entry.with_context(|| format!("Failed to list the backup target {}", dir.display()))?);
+                chunk.push(entry.with_context(|| {
+                    format!("Failed to list the backup target {}", dir.display())
+                })?);
             }
             if chunk.is_empty() {
                 break;

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{prune::PruneArgs, run::RunArgs, status::StatusArgs};
+use crate::commands::{
+    install::InstallArgs, prune::PruneArgs, run::RunArgs, status::StatusArgs,
+    uninstall::UninstallArgs,
+};
 use crate::config::DEFAULT_CONFIG;
 
 /// Encrypted, incremental backups of a Mail-in-a-Box with duplicity.
@@ -27,4 +30,6 @@ pub enum Command {
     Run(RunArgs),
     Prune(PruneArgs),
     Status(StatusArgs),
+    Install(InstallArgs),
+    Uninstall(UninstallArgs),
 }

@@ -96,6 +96,7 @@ pub struct Duplicity<'a> {
     pub program: OsString,
     pub passphrase: &'a Passphrase,
     pub gnupg_home: PathBuf,
+    pub cache_dir: PathBuf,
 }
 
 impl<'a> Duplicity<'a> {
@@ -110,21 +111,26 @@ impl<'a> Duplicity<'a> {
             program: program.into_os_string(),
             passphrase,
             gnupg_home: layout.gnupg_home.clone(),
+            cache_dir: layout.cache_dir.clone(),
         })
     }
 
-    fn prepare_gnupg_home(&self) -> Result<()> {
-        let dir = &self.gnupg_home;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("Failed to create the GnuPG home {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("Failed to make the GnuPG home {} private", dir.display()))
+    /// Makes the GnuPG home and the archive dir private: gpg insists, and the
+    /// archive dir holds the backups' file lists unencrypted.
+    fn prepare_private_dirs(&self) -> Result<()> {
+        for dir in [&self.gnupg_home, &self.cache_dir] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("Failed to create {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("Failed to make {} private", dir.display()))?;
+        }
+        Ok(())
     }
 
     /// Runs `duplicity ARGS`, passing its output through and watching its
     /// errors for the archive lock.
     pub fn run(&self, args: &[OsString]) -> Result<Outcome> {
-        self.prepare_gnupg_home()?;
+        self.prepare_private_dirs()?;
         eprintln!("mailbackup: running {}", display_args(&self.program, args));
         let mut child = match Command::new(&self.program)
             .args(args)

@@ -96,6 +96,59 @@ pub fn load(path: &Path) -> Result<LoadedKey> {
     })
 }
 
+/// How many random bytes a new key holds.
+pub const NEW_KEY_BYTES: usize = 48;
+
+/// The text of a new key file: one line of base64, without a newline, so
+/// that reading the whole file, its first line or `$(cat FILE)` all give the
+/// same passphrase.
+pub fn new_key_text(random: &[u8; NEW_KEY_BYTES]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    // 48 bytes are 16 groups of three: no padding.
+    random
+        .chunks(3)
+        .flat_map(|c| {
+            let n = u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]);
+            [18, 12, 6, 0].map(|shift| char::from(ALPHABET[(n >> shift & 63) as usize]))
+        })
+        .collect()
+}
+
+/// Creates a new key file at `path` (mode 0600, owner root) unless one
+/// exists. Returns whether it created one. An existing key is never touched.
+pub fn create_key_file(path: &Path) -> Result<bool> {
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut random = [0u8; NEW_KEY_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("Failed to read random bytes from /dev/urandom for a new backup key")?;
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("Failed to create the backup key {}", path.display()))
+        }
+    };
+    let written = file
+        .write_all(new_key_text(&random).as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::os::unix::fs::fchown(&file, Some(0), Some(0)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(e)
+            .with_context(|| format!("Failed to write the backup key {}", path.display()));
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +173,22 @@ mod tests {
         let p = Passphrase::from_key_file_bytes(b"hunter2").unwrap();
         assert!(!format!("{p:?}").contains("hunter2"));
         assert!(!format!("{:#?}", Some(&p)).contains("hunter2"));
+    }
+
+    #[test]
+    fn new_keys_are_one_line_of_base64() {
+        let text = new_key_text(&[0u8; NEW_KEY_BYTES]);
+        assert_eq!(text, "A".repeat(64));
+        let mut bytes = [0u8; NEW_KEY_BYTES];
+        bytes[..6].copy_from_slice(b"Man\xff\xfe\xfd");
+        let text = new_key_text(&bytes);
+        assert!(text.starts_with("TWFu//79"), "{text}");
+        assert_eq!(
+            Passphrase::from_key_file_bytes(text.as_bytes())
+                .unwrap()
+                .to_env_value(),
+            text.as_str()
+        );
     }
 
     #[test]

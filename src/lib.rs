@@ -13,6 +13,8 @@ pub mod migration;
 pub mod pytime;
 pub mod report;
 pub mod sys;
+pub mod systemd;
+pub mod units;
 
 use anyhow::Result;
 
@@ -24,5 +26,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Run(args) => commands::run::run(&cli.config, args),
         Command::Prune(args) => commands::prune::run(&cli.config, args),
         Command::Status(args) => commands::status::run(&cli.config, args),
+        Command::Install(args) => commands::install::run(&cli.config, args),
+        Command::Uninstall(args) => commands::uninstall::run(&cli.config, args),
     }
 }

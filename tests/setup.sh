@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3)
+packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3 systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,9 +1,11 @@
 //! One module per subcommand: its arguments (whose doc comments are its
 //! `--help`) and the function that does its I/O around the pure cores.
 
+pub mod install;
 pub mod prune;
 pub mod run;
 pub mod status;
+pub mod uninstall;
 
 use std::path::Path;
 

@@ -71,11 +71,16 @@ impl MailBox {
     /// a multi-line key like the ones Mail-in-a-Box made with
     /// `openssl rand -base64 2048`.
     pub fn new() -> MailBox {
+        MailBox::named("user data ü")
+    }
+
+    /// A box whose STORAGE_ROOT is called `root_name`.
+    pub fn named(root_name: &str) -> MailBox {
         let dir = tempfile::Builder::new()
             .prefix("mailbackup-test")
             .tempdir()
             .unwrap();
-        let root = dir.path().join("user data ü");
+        let root = dir.path().join(root_name);
         fs::create_dir_all(root.join("backup")).unwrap();
         let conf = dir.path().join("mailinabox.conf");
         fs::write(
@@ -147,10 +152,15 @@ impl MailBox {
     }
 
     pub fn assert_no_secret(&self, out: &Output) {
-        let secret = self.passphrase();
+        let Ok(key) = fs::read_to_string(self.key_file()) else {
+            return;
+        };
+        let Some(secret) = key.lines().next().filter(|l| !l.is_empty()) else {
+            return;
+        };
         for stream in [&out.stdout, &out.stderr] {
             assert!(
-                !String::from_utf8_lossy(stream).contains(&secret),
+                !String::from_utf8_lossy(stream).contains(secret),
                 "the passphrase appeared in the output"
             );
         }

@@ -1,0 +1,249 @@
+//! `mailbackup install`: the systemd units that run the backup.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Config;
+use crate::key;
+use crate::systemd::{self, SYSTEM_UNIT_DIR};
+use crate::units::{self, UnitFile, UnitSettings, DEFAULT_SERVICES, SERVICE, TIMER};
+
+/// Install the systemd units that run the backup, and enable its timer.
+///
+/// Writes mailbackup.service (stops the mail services, runs the backup,
+/// starts them again, prunes), mailbackup.timer and
+/// mailbackup-after-backup.service (the after-backup hook, as STORAGE_USER),
+/// creates STORAGE_ROOT/backup and a new key if there is none, and enables
+/// the timer. Run it again after any change: what is unchanged stays as it is.
+///
+/// Example: mailbackup install --on-calendar '*-*-* 03:00'
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Where to write the units; only in the system's directory are they enabled.
+    #[arg(long, value_name = "DIR", default_value = SYSTEM_UNIT_DIR)]
+    pub unit_dir: PathBuf,
+
+    /// The mailbackup binary the units run [default: this binary]
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
+
+    /// When to back up (systemd's OnCalendar= syntax, `man systemd.time`).
+    #[arg(long, value_name = "SPEC", default_value = "daily")]
+    pub on_calendar: String,
+
+    /// The services stopped during the backup, in this order.
+    #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 1.., default_values = DEFAULT_SERVICES)]
+    pub services: Vec<String>,
+
+    /// Print every file it would write, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Write the units but do not reload systemd or enable the timer.
+    #[arg(long)]
+    pub no_enable: bool,
+}
+
+/// What installing a unit does to the file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Create,
+    Replace,
+    Keep,
+}
+
+/// Compares a rendered unit with the file that is there now.
+pub fn change_for(unit: &UnitFile, current: Option<&str>) -> Change {
+    match current {
+        None => Change::Create,
+        Some(c) if c == unit.content => Change::Keep,
+        Some(_) => Change::Replace,
+    }
+}
+
+pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let config_path = std::path::absolute(config_path)
+        .with_context(|| format!("Failed to make {} an absolute path", config_path.display()))?;
+    let Some(user) = config.get("STORAGE_USER") else {
+        bail!(
+            "{} has no STORAGE_USER setting, the user the after-backup hook runs as: add one",
+            config_path.display()
+        );
+    };
+    if uzers::get_user_by_name(user).is_none() {
+        bail!(
+            "STORAGE_USER in {} is {user:?}, which is not a user on this system: create it or fix the setting",
+            config_path.display()
+        );
+    }
+    units::calendar_spec(&args.on_calendar)?;
+    systemd::check_calendar(&args.on_calendar)?;
+    let bin = match &args.bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .and_then(|p| p.canonicalize())
+            .context("Failed to find the path of this mailbackup binary: give it with --bin")?,
+    };
+    let layout = config.layout();
+    let rendered = units::render(&UnitSettings {
+        config: config_path,
+        layout: layout.clone(),
+        storage_user: user.to_owned(),
+        bin,
+        on_calendar: args.on_calendar.clone(),
+        services: args.services.clone(),
+    })?;
+
+    let dir = &args.unit_dir;
+    let mut plan = Vec::new();
+    for unit in &rendered {
+        let path = dir.join(unit.name);
+        let current = match std::fs::read_to_string(&path) {
+            Ok(c) => Some(c),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("Failed to read {}", path.display())),
+        };
+        plan.push((unit, path, change_for(unit, current.as_deref())));
+    }
+    let needs_key = !layout.key_file.exists();
+    let manage_systemd = !args.no_enable && !args.dry_run && systemd::is_system_unit_dir(dir);
+
+    if args.dry_run {
+        for (unit, path, change) in &plan {
+            match change {
+                Change::Keep => println!("{} is up to date", path.display()),
+                _ => print!("would write {}:\n{}\n", path.display(), unit.content),
+            }
+        }
+        if needs_key {
+            println!(
+                "would create a new backup key {}",
+                layout.key_file.display()
+            );
+        }
+        return Ok(0);
+    }
+
+    // Units go to temporary files first: an unwritable unit directory fails
+    // here, before anything is written.
+    let staged = stage(&plan)?;
+    let committed = (|| {
+        std::fs::create_dir_all(&layout.backup_dir).with_context(|| {
+            format!(
+                "Failed to create the backup directory {}",
+                layout.backup_dir.display()
+            )
+        })?;
+        let created_key = needs_key && key::create_key_file(&layout.key_file)?;
+        for (tmp, path) in &staged {
+            std::fs::rename(tmp, path)
+                .with_context(|| format!("Failed to write {}", path.display()))?;
+        }
+        Ok::<_, anyhow::Error>(created_key)
+    })();
+    for (tmp, _) in &staged {
+        let _ = std::fs::remove_file(tmp);
+    }
+    let created_key = committed?;
+
+    let mut changed = false;
+    for (_, path, change) in &plan {
+        match change {
+            Change::Create => println!("created {}", path.display()),
+            Change::Replace => println!(
+                "replaced {}: it differed from what mailbackup renders (edited by hand, or written by another \
+                 version); local changes belong in a drop-in, `systemctl edit {}`",
+                path.display(),
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            Change::Keep => continue,
+        }
+        changed = true;
+    }
+    if created_key {
+        changed = true;
+        println!(
+            "created a new backup key {}: keep a copy of it away from this box, without it the backups cannot be restored",
+            layout.key_file.display()
+        );
+    }
+    if manage_systemd {
+        if changed {
+            systemd::systemctl(&["daemon-reload"])?;
+        }
+        if !systemd::systemctl_says("is-enabled", TIMER)
+            || !systemd::systemctl_says("is-active", TIMER)
+        {
+            systemd::systemctl(&["enable", "--now", TIMER])?;
+            println!("enabled and started {TIMER}");
+            changed = true;
+        }
+    } else if !args.no_enable && changed {
+        println!(
+            "{} is not {SYSTEM_UNIT_DIR}: the units are not enabled; start a backup with `systemctl start {SERVICE}` once they are installed there",
+            dir.display()
+        );
+    }
+    if !changed {
+        println!("mailbackup is installed already: nothing changed");
+    }
+    Ok(0)
+}
+
+/// Writes each unit to be created or replaced to a temporary file beside
+/// it. On error, removes what it wrote.
+fn stage(plan: &[(&UnitFile, PathBuf, Change)]) -> Result<Vec<(PathBuf, PathBuf)>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (unit, path, change) in plan {
+        if *change == Change::Keep {
+            continue;
+        }
+        let tmp = path.with_file_name(format!(".{}.mailbackup-tmp", unit.name));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(unit.content.as_bytes())
+                    .and_then(|()| f.sync_all())
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            for (t, _) in &staged {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(e).with_context(|| {
+                format!(
+                    "Failed to write {}: is the unit directory writable?",
+                    path.display()
+                )
+            });
+        }
+        staged.push((tmp, path.clone()));
+    }
+    Ok(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes() {
+        let unit = UnitFile {
+            name: "x.service",
+            content: "a\n".into(),
+        };
+        assert_eq!(change_for(&unit, None), Change::Create);
+        assert_eq!(change_for(&unit, Some("a\n")), Change::Keep);
+        assert_eq!(change_for(&unit, Some("a\n# mine\n")), Change::Replace);
+    }
+}

@@ -1,0 +1,61 @@
+//! `mailbackup uninstall`: remove the units, keep the backups.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::systemd::{self, SYSTEM_UNIT_DIR};
+use crate::units::{self, GENERATED_MARK, TIMER};
+
+/// Stop and disable the backup timer and remove mailbackup's units.
+///
+/// Never touches the backups, the key or the configuration. Drop-ins made
+/// with `systemctl edit` stay where they are.
+///
+/// Example: mailbackup uninstall
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// Where the units are; only in the system's directory is systemd told.
+    #[arg(long, value_name = "DIR", default_value = SYSTEM_UNIT_DIR)]
+    pub unit_dir: PathBuf,
+}
+
+pub fn run(_config_path: &Path, args: &UninstallArgs) -> Result<u8> {
+    let dir = &args.unit_dir;
+    let manage_systemd = systemd::is_system_unit_dir(dir);
+    if manage_systemd && dir.join(TIMER).exists() {
+        systemd::systemctl(&["disable", "--now", TIMER])?;
+        println!("stopped and disabled {TIMER}");
+    }
+    let mut removed = 0;
+    for name in units::ALL {
+        let path = dir.join(name);
+        let content = match std::fs::read_to_string(&path) {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("Failed to read {}", path.display())),
+        };
+        if !content.starts_with(GENERATED_MARK) {
+            println!(
+                "left {} in place: mailbackup did not write it",
+                path.display()
+            );
+            continue;
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("Failed to remove {}", path.display()))?;
+        println!("removed {}", path.display());
+        removed += 1;
+    }
+    if manage_systemd && removed > 0 {
+        systemd::systemctl(&["daemon-reload"])?;
+    }
+    if removed == 0 {
+        println!(
+            "no mailbackup units in {}: nothing to remove",
+            dir.display()
+        );
+    }
+    Ok(0)
+}

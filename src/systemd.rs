@@ -1,0 +1,63 @@
+//! Calls to `systemctl` and `systemd-analyze`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The directory of the system's own units.
+pub const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Runs `systemctl ARGS`, failing with its error output.
+pub fn systemctl(args: &[&str]) -> Result<()> {
+    let out = Command::new("systemctl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("Failed to run systemctl {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "systemctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `systemctl QUERY UNIT` says yes (`is-enabled`, `is-active`).
+pub fn systemctl_says(query: &str, unit: &str) -> bool {
+    Command::new("systemctl")
+        .args([query, "--quiet", unit])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Checks an OnCalendar= value with `systemd-analyze calendar` where that
+/// is installed.
+pub fn check_calendar(spec: &str) -> Result<()> {
+    let out = match Command::new("systemd-analyze")
+        .args(["calendar", spec])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context("Failed to run systemd-analyze calendar"),
+    };
+    if !out.status.success() {
+        bail!(
+            "--on-calendar {spec:?} is not a valid calendar specification ({}); see `man systemd.time`",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `dir` is the system's unit directory, where units are enabled.
+pub fn is_system_unit_dir(dir: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    canonical(dir) == canonical(Path::new(SYSTEM_UNIT_DIR))
+}

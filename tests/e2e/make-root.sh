@@ -1,0 +1,36 @@
+#!/bin/bash
+# Builds (once) the Debian 12 root that the end-to-end tests boot with
+# systemd-nspawn: systemd, real postfix and dovecot-imapd, duplicity, and a
+# mail user. Cached in $MAILBACKUP_E2E_ROOT (default below), which the tests
+# never change: they boot it with --volatile=overlay.
+#   bash tests/e2e/make-root.sh
+set -euo pipefail
+root=${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/bookworm}
+stamp=$root/.mailbackup-e2e-v1
+[ -e "$stamp" ] && exit 0
+
+export DEBIAN_FRONTEND=noninteractive
+for p in debootstrap systemd-container; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="${missing:-} $p"
+done
+if [ -n "${missing:-}" ]; then apt-get update -q && apt-get install -y -q $missing; fi
+
+rm -rf "$root.tmp"
+mkdir -p "$(dirname "$root")"
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,debconf-utils bookworm "$root.tmp" http://deb.debian.org/debian
+cp /etc/apt/sources.list.d/debian.sources "$root.tmp/etc/apt/sources.list.d/" 2>/dev/null || true
+echo mailbackup-e2e > "$root.tmp/etc/hostname"
+chroot "$root.tmp" sh -ec '
+    echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+    echo "postfix postfix/mailname string box.example.com" | debconf-set-selections
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        postfix dovecot-imapd duplicity gnupg python3 sqlite3 procps
+    apt-get clean
+    useradd --system --create-home --home-dir /home/user-data user-data
+    systemctl enable postfix dovecot
+    systemctl mask systemd-networkd-wait-online.service console-getty.service 2>/dev/null || true
+'
+touch "$root.tmp/.mailbackup-e2e-v1"
+mv "$root.tmp" "$root"
+echo "built $root"

@@ -1,0 +1,427 @@
+//! `mailbackup install` and `uninstall` outside a booted systemd: golden
+//! files for the rendered units, `systemd-analyze verify` and `security` on
+//! them, idempotence, the key, and bad input. The units at work are tested
+//! in a booted systemd in `e2e.rs`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use mailbackup::config::Layout;
+use mailbackup::units::{self, UnitSettings};
+
+fn golden_dir(set: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(set)
+}
+
+/// Compares rendered units with `tests/golden/SET/`; with UPDATE_GOLDEN=1,
+/// rewrites them instead (review the diff).
+fn check_golden(set: &str, settings: &UnitSettings) {
+    let dir = golden_dir(set);
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for unit in units::render(settings).unwrap() {
+        let path = dir.join(unit.name);
+        if update {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(&path, &unit.content).unwrap();
+        }
+        let want = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            unit.content,
+            want,
+            "{} differs from the golden file; UPDATE_GOLDEN=1 rewrites it",
+            path.display()
+        );
+    }
+}
+
+fn default_settings() -> UnitSettings {
+    UnitSettings {
+        config: "/etc/mailinabox.conf".into(),
+        layout: Layout::new(Path::new("/home/user-data")),
+        storage_user: "user-data".into(),
+        bin: "/usr/bin/mailbackup".into(),
+        on_calendar: "daily".into(),
+        services: vec!["dovecot.service".into(), "postfix.service".into()],
+    }
+}
+
+#[test]
+fn golden_units_default() {
+    check_golden("default", &default_settings());
+}
+
+#[test]
+fn golden_units_customised() {
+    check_golden(
+        "custom",
+        &UnitSettings {
+            config: "/srv/box/mailinabox.conf".into(),
+            layout: Layout::new(Path::new("/srv/box/data")),
+            storage_user: "mail-data".into(),
+            bin: "/usr/local/bin/mailbackup".into(),
+            on_calendar: "*-*-* 03:30:00".into(),
+            services: vec![
+                "dovecot".into(),
+                "postfix@-.service".into(),
+                "nginx.service".into(),
+            ],
+        },
+    );
+}
+
+/// A box for install tests: a config whose STORAGE_USER exists, and a
+/// STORAGE_ROOT a unit can name (no spaces), without backup/.
+fn install_box() -> MailBox {
+    let mailbox = MailBox::named("user-data");
+    ensure_user("user-data");
+    fs::remove_file(mailbox.key_file()).unwrap();
+    fs::remove_dir(mailbox.root.join("backup")).unwrap();
+    mailbox
+}
+
+fn ensure_user(name: &str) {
+    if uzers::get_user_by_name(name).is_none() {
+        let out = Command::new("useradd")
+            .args(["--system", "--no-create-home", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || uzers::get_user_by_name(name).is_some(),
+            "{}",
+            describe(&out)
+        );
+    }
+}
+
+fn install(mailbox: &MailBox, unit_dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["install", "--unit-dir", unit_dir.to_str().unwrap()];
+    if !extra.contains(&"--bin") {
+        args.extend(["--bin", BIN]);
+    }
+    args.extend_from_slice(extra);
+    mailbox.run(&args)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `systemd-analyze verify` prints nothing at all for the installed units
+/// (it exits 0 on warnings, so its output is the test).
+#[test]
+fn installed_units_verify_cleanly() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // verify checks that ExecStart= binaries exist: give the hook one.
+    write_file(
+        &mailbox.root.join("backup/after-backup"),
+        b"#!/bin/sh\n",
+        0o755,
+        std::time::SystemTime::now(),
+    );
+    let mut unit_path = units.clone().into_os_string();
+    unit_path.push(":");
+    let out = Command::new("systemd-analyze")
+        .current_dir(&units)
+        .env("SYSTEMD_UNIT_PATH", &unit_path)
+        .args([
+            "verify",
+            "mailbackup.service",
+            "mailbackup.timer",
+            "mailbackup-after-backup.service",
+        ])
+        .output()
+        .expect("systemd-analyze is missing: run tests/setup.sh first");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn the_service_is_locked_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = &units::render(&default_settings()).unwrap()[0];
+    fs::write(dir.path().join(service.name), &service.content).unwrap();
+    let out = Command::new("systemd-analyze")
+        .current_dir(dir.path())
+        .args(["security", "--offline=yes", "--no-pager", service.name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for mailbackup.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {}", describe(&out)));
+    assert!(score <= 1.5, "exposure {score} > 1.5:\n{text}");
+}
+
+#[test]
+fn install_twice_changes_nothing_and_replaces_hand_edits() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    for name in units::ALL {
+        assert!(
+            text.contains(&format!("created {}", units.join(name).display())),
+            "{text}"
+        );
+    }
+    assert!(text.contains("created a new backup key"), "{text}");
+
+    // The key: one line of base64 from 48 random bytes, 0600, root's.
+    let key = fs::read(mailbox.key_file()).unwrap();
+    assert_eq!(key.len(), 64);
+    assert!(key
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'));
+    let meta = fs::metadata(mailbox.key_file()).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid(), meta.gid()), (0o600, 0, 0));
+
+    let before: Vec<_> = units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).unwrap())
+        .collect();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "mailbackup is installed already: nothing changed"
+    );
+    let after: Vec<_> = units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        fs::read(mailbox.key_file()).unwrap(),
+        key,
+        "an existing key is never touched"
+    );
+
+    // A hand edit is replaced, and the output says which file.
+    let timer = units.join("mailbackup.timer");
+    fs::write(
+        &timer,
+        fs::read_to_string(&timer)
+            .unwrap()
+            .replace("daily", "hourly"),
+    )
+    .unwrap();
+    let out = install(&mailbox, &units, &[]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("replaced {}", timer.display())) && text.contains("drop-in"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("replaced ").count(),
+        1,
+        "only the edited unit: {text}"
+    );
+    assert_eq!(fs::read(&timer).unwrap(), before[1]);
+
+    // Options reach the units.
+    let out = install(
+        &mailbox,
+        &units,
+        &[
+            "--on-calendar",
+            "*-*-* 04:00:00",
+            "--services",
+            "dovecot postfix",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(fs::read_to_string(&timer)
+        .unwrap()
+        .contains("OnCalendar=*-*-* 04:00:00\n"));
+
+    // Uninstall removes the units and nothing else.
+    let backup_before = snapshot(&mailbox.root, &[]);
+    let conf_before = fs::read(&mailbox.conf).unwrap();
+    let out = mailbox.run(&["uninstall", "--unit-dir", units.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(fs::read_dir(&units).unwrap().count(), 0);
+    assert_eq!(snapshot(&mailbox.root, &[]), backup_before);
+    assert_eq!(fs::read(&mailbox.conf).unwrap(), conf_before);
+}
+
+#[test]
+fn dry_run_prints_and_writes_nothing() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let before = snapshot(mailbox.dir.path(), &[]);
+    let out = install(&mailbox, &units, &["--dry-run"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    for name in units::ALL {
+        assert!(
+            text.contains(&format!(
+                "would write {}:\n# Generated",
+                units.join(name).display()
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("ExecStart=") && text.contains("would create a new backup key"),
+        "{text}"
+    );
+    assert_eq!(snapshot(mailbox.dir.path(), &[]), before);
+}
+
+/// Each bad input: exit 1, one clear line, nothing written anywhere.
+fn assert_refused(mailbox: &MailBox, units: &Path, extra: &[&str], needles: &[&str]) {
+    let before = snapshot(mailbox.dir.path(), &[]);
+    let out = install(mailbox, units, extra);
+    assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in {err}");
+    }
+    assert_eq!(
+        snapshot(mailbox.dir.path(), &[]),
+        before,
+        "{extra:?} wrote something"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_nothing_written() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+
+    assert_refused(
+        &mailbox,
+        &units,
+        &["--on-calendar", "every full moon"],
+        &["every full moon", "calendar"],
+    );
+    assert_refused(
+        &mailbox,
+        &units,
+        &["--on-calendar", "daily\nExecStartPre=/bin/sh"],
+        &["calendar"],
+    );
+    assert_refused(
+        &mailbox,
+        &units,
+        &["--bin", "/usr/bin/mail\nbackup"],
+        &["binary", "'\\n'"],
+    );
+    assert_refused(
+        &mailbox,
+        &units,
+        &["--bin", "relative/mailbackup"],
+        &["absolute"],
+    );
+    assert_refused(
+        &mailbox,
+        &units,
+        &["--services", "postfix.socket"],
+        &["postfix.socket"],
+    );
+
+    // A config file whose name holds a newline.
+    let odd = mailbox.dir.path().join("mail\ninabox.conf");
+    fs::copy(&mailbox.conf, &odd).unwrap();
+    let before = snapshot(mailbox.dir.path(), &[]);
+    let out = clean_command(BIN, &mailbox.path_var)
+        .arg("--config")
+        .arg(&odd)
+        .args([
+            "install",
+            "--unit-dir",
+            units.to_str().unwrap(),
+            "--bin",
+            BIN,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("configuration file"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(snapshot(mailbox.dir.path(), &[]), before);
+    fs::remove_file(&odd).unwrap();
+
+    // A STORAGE_USER that does not exist.
+    let conf = fs::read_to_string(&mailbox.conf).unwrap();
+    fs::write(
+        &mailbox.conf,
+        conf.replace("STORAGE_USER=user-data", "STORAGE_USER=no-such-user-xyz"),
+    )
+    .unwrap();
+    assert_refused(
+        &mailbox,
+        &units,
+        &[],
+        &["STORAGE_USER", "no-such-user-xyz", "not a user"],
+    );
+    fs::write(&mailbox.conf, conf.replace("STORAGE_USER=user-data\n", "")).unwrap();
+    assert_refused(&mailbox, &units, &[], &["STORAGE_USER"]);
+    fs::write(&mailbox.conf, &conf).unwrap();
+
+    // A unit directory that cannot be written: a read-only mount.
+    let ro = mailbox.dir.path().join("read-only");
+    fs::create_dir(&ro).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a read-only tmpfs needs root");
+    let before = snapshot(mailbox.dir.path(), &["read-only"]);
+    let out = install(&mailbox, &ro, &[]);
+    let _ = Command::new("umount").arg(&ro).status();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(ro.to_str().unwrap()) && err.contains("Read-only"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(mailbox.dir.path(), &["read-only"]),
+        before,
+        "the key or backup dir was written"
+    );
+    assert_eq!(fs::read_dir(&ro).unwrap().count(), 0);
+
+    // A unit directory that does not exist.
+    let missing = mailbox.dir.path().join("no-such-dir");
+    assert_refused(&mailbox, &missing, &[], &["no-such-dir"]);
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::backup_set::{SetNameParser, Stamp};
+use crate::backup_set::{Part, SetNameParser, Stamp};
 
 /// One backup: every file on the target with the same end time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct Backup {
     pub previous: Option<Stamp>,
     /// The sum of the sizes of its files, in bytes.
     pub size: u64,
+    /// Its manifest is there: duplicity writes it after the last volume, so
+    /// a set without one is what an interrupted backup left.
+    pub complete: bool,
 }
 
 /// The backups on a target, newest first, and what else lies there.
@@ -60,15 +63,15 @@ impl InventoryBuilder {
             self.unknown_size += entry.size;
             return;
         };
-        self.sets
-            .entry(file.time)
-            .or_insert_with(|| Backup {
-                date: file.time,
-                full: file.is_full(),
-                previous: file.previous,
-                size: 0,
-            })
-            .size += entry.size;
+        let backup = self.sets.entry(file.time).or_insert_with(|| Backup {
+            date: file.time,
+            full: file.is_full(),
+            previous: file.previous,
+            size: 0,
+            complete: false,
+        });
+        backup.size += entry.size;
+        backup.complete |= file.part == Part::Manifest && !file.partial;
     }
 
     pub fn finish(self) -> Inventory {
@@ -91,7 +94,10 @@ impl InventoryBuilder {
     fn merge(&mut self, other: InventoryBuilder) {
         for (time, b) in other.sets {
             match self.sets.entry(time) {
-                hash_map::Entry::Occupied(mut e) => e.get_mut().size += b.size,
+                hash_map::Entry::Occupied(mut e) => {
+                    e.get_mut().size += b.size;
+                    e.get_mut().complete |= b.complete;
+                }
                 hash_map::Entry::Vacant(e) => {
                     e.insert(b);
                 }
@@ -175,11 +181,6 @@ impl Inventory {
         }
         Ok(all.finish())
     }
-
-    /// Whether any complete or partial full backup exists.
-    pub fn has_full(&self) -> bool {
-        self.backups.iter().any(|b| b.full)
-    }
 }
 
 #[cfg(test)]
@@ -236,6 +237,7 @@ mod tests {
         assert!(inv.backups[1].full);
         assert_eq!(inv.backups[1].size, 1110);
         assert_eq!((inv.unknown_files, inv.unknown_size), (2, 16));
-        assert!(inv.has_full());
+        assert!(!inv.backups[0].complete, "no manifest");
+        assert!(inv.backups[1].complete);
     }
 }

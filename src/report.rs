@@ -33,6 +33,8 @@ pub struct BackupStatus {
     pub previous: Option<String>,
     pub size: u64,
     pub deleted_in: Option<String>,
+    /// Not in the reference: false for what an interrupted backup left.
+    pub complete: bool,
 }
 
 /// The reference's `should_force_full()`: a full backup when there is none
@@ -72,6 +74,7 @@ pub fn backup_status(
                 previous: b.previous.map(|p| p.to_string()),
                 size: b.size,
                 deleted_in: None,
+                complete: b.complete,
             }
         })
         .collect();
@@ -150,7 +153,12 @@ pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) 
                 "{:<22} {:<20} {:<12} {:>10}  {}",
                 local_time(&b.date),
                 b.date_delta,
-                if b.full { "full" } else { "incremental" },
+                match (b.full, b.complete) {
+                    (true, true) => "full",
+                    (false, true) => "incremental",
+                    (true, false) => "full, partial",
+                    (false, false) => "incr., partial",
+                },
                 human_size(b.size),
                 b.deleted_in.as_deref().unwrap_or("-")
             );
@@ -207,6 +215,7 @@ mod tests {
             full: previous.is_none(),
             previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
             size,
+            complete: true,
         }
     }
 

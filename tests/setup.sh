@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3 systemd)
+packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3 systemd
+          systemd-container debootstrap util-linux dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -25,3 +26,6 @@ if ! "$venv/bin/duplicity" --version 2>/dev/null | grep -q '^duplicity 3\.'; the
 fi
 "$venv/bin/duplicity" --version
 /usr/bin/duplicity --version
+
+# The Debian 12 root that the end-to-end tests boot with systemd-nspawn.
+bash tests/e2e/make-root.sh

@@ -30,8 +30,10 @@ pub struct RunArgs {
 pub fn choose_mode(force_full: bool, backups: &[Backup]) -> (BackupMode, &'static str) {
     if force_full {
         (BackupMode::Full, "--full was given")
-    } else if !backups.iter().any(|b| b.full) {
-        (BackupMode::Full, "there is no full backup yet")
+    } else if !backups.iter().any(|b| b.full && b.complete) {
+        // An interrupted full backup is no base for an increment: duplicity
+        // restarts it, and would refuse an incremental one (exit 17).
+        (BackupMode::Full, "there is no complete full backup yet")
     } else if should_force_full(backups) {
         (
             BackupMode::Full,
@@ -103,6 +105,7 @@ mod tests {
             full,
             previous: (!full).then(|| Stamp::parse(b"20261101T000000Z").unwrap()),
             size,
+            complete: true,
         }
     }
 
@@ -124,5 +127,10 @@ mod tests {
             choose_mode(false, &[backup("20261102T000000Z", false, 1)]).0,
             BackupMode::Full
         );
+        let interrupted = Backup {
+            complete: false,
+            ..backup("20261101T000000Z", true, 100)
+        };
+        assert_eq!(choose_mode(false, &[interrupted]).0, BackupMode::Full);
     }
 }

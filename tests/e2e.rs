@@ -1,0 +1,411 @@
+//! End to end in a booted systemd: a Debian 12 root (tests/e2e/make-root.sh)
+//! booted with systemd-nspawn, with real postfix, dovecot and duplicity, and
+//! the mailbackup Debian package installed in it.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::describe;
+
+fn e2e_root() -> PathBuf {
+    let root = std::env::var_os("MAILBACKUP_E2E_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/mailbackup-e2e/bookworm".into());
+    assert!(
+        root.join(".mailbackup-e2e-v1").exists(),
+        "{} is missing: run tests/setup.sh (or tests/e2e/make-root.sh) first",
+        root.display()
+    );
+    root
+}
+
+/// Builds the .deb once for all tests (they run in parallel processes).
+fn debian_package() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("flock")
+        .arg(manifest.join("target/.build-deb.lock"))
+        .args(["bash", "packaging/build-deb.sh"])
+        .current_dir(manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the package: {}",
+        describe(&out)
+    );
+    manifest.join(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A booted container; powered off when dropped.
+struct Container {
+    nspawn: Child,
+    init: u32,
+    _share: tempfile::TempDir,
+}
+
+impl Container {
+    /// Boots the cached root with a throw-away overlay, the package in
+    /// /srv/host, and waits until systemd reports the system running.
+    fn boot() -> Container {
+        let root = e2e_root();
+        let deb = debian_package();
+        let share = tempfile::Builder::new()
+            .prefix("mailbackup-e2e")
+            .tempdir()
+            .unwrap();
+        fs::copy(&deb, share.path().join("mailbackup.deb")).unwrap();
+        let console = fs::File::create(share.path().join("console.log")).unwrap();
+        let mut bind = std::ffi::OsString::from("--bind=");
+        bind.push(share.path());
+        bind.push(":/srv/host");
+        let nspawn = Command::new("systemd-nspawn")
+            .args([
+                "--register=no",
+                "--keep-unit",
+                "--volatile=overlay",
+                "--private-network",
+                "--quiet",
+                "-D",
+            ])
+            .arg(&root)
+            .arg(bind)
+            .arg("-b")
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().unwrap())
+            .stderr(console)
+            .spawn()
+            .expect("systemd-nspawn is missing: run tests/setup.sh first");
+        let nspawn_pid = nspawn.id();
+        let mut init = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while init.is_none() && Instant::now() < deadline {
+            init = child_named(nspawn_pid, "systemd");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let c = Container {
+            nspawn,
+            init: init.expect("the container's systemd did not start"),
+            _share: share,
+        };
+        let state = c.sh("timeout 120 systemctl is-system-running --wait");
+        let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+        if state != "running" {
+            let failed = c.sh("systemctl --failed --no-pager");
+            panic!("the container is {state}: {}", describe(&failed));
+        }
+        c
+    }
+
+    /// Runs a shell script in the container.
+    fn sh(&self, script: &str) -> Output {
+        Command::new("nsenter")
+            .arg("-t")
+            .arg(self.init.to_string())
+            .args(["-a", "/bin/sh", "-c", script])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a script that must succeed; returns its output.
+    fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "in the container: {script}\n{}",
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Installs the package, writes the box's config, a mail store owned by
+    /// the mail user (with `big_mb` of incompressible data, so that the
+    /// backup takes a while) and an after-backup hook, then installs the
+    /// units.
+    fn set_up_box(&self, big_mb: u32) -> String {
+        let listing = self.ok(
+            "dpkg -i /srv/host/mailbackup.deb >/dev/null && systemctl list-units --all --no-legend 'mailbackup*'",
+        );
+        assert_eq!(
+            listing.trim(),
+            "",
+            "installing the package started something"
+        );
+        self.ok(&format!(
+            r#"set -e
+            printf 'STORAGE_ROOT=/home/user-data\nSTORAGE_USER=user-data\nPRIMARY_HOSTNAME=box.example.com\n' > /etc/mailinabox.conf
+            m=/home/user-data/mail/mailboxes/example.com/alice
+            mkdir -p $m/cur $m/new $m/tmp
+            i=0; while [ $i -lt 300 ]; do
+                printf 'Subject: message %s\r\n\r\nbody %s\r\n' $i $i > "$m/cur/1790000$i.M$i.box,S=40:2,S"; i=$((i+1))
+            done
+            echo 'first light' > "$m/new/1790001000.M1.box"
+            head -c {big_mb}M /dev/urandom > /home/user-data/mail/attachments.bin
+            sqlite3 /home/user-data/mail/users.sqlite "CREATE TABLE users (email TEXT); INSERT INTO users VALUES ('alice@example.com');"
+            chown -R 5000:5000 /home/user-data/mail && chmod -R go-rwx /home/user-data/mail
+            chown user-data /home/user-data
+            mkdir -p /home/user-data/backup
+            printf '#!/bin/sh\n{{ id -un; echo "$STORAGE_ROOT $PRIMARY_HOSTNAME"; }} > /home/user-data/hook-ran\n' > /home/user-data/backup/after-backup
+            chmod 755 /home/user-data/backup/after-backup
+            "#
+        ));
+        self.ok("mailbackup install")
+    }
+
+    /// Starts the backup and watches postfix and dovecot while duplicity runs.
+    /// Returns systemctl's exit code and what the services were meanwhile.
+    fn start_backup_watching(&self) -> (i32, Vec<String>) {
+        let out = self.sh(
+            r#"systemctl start mailbackup.service & s=$!
+            while kill -0 $s 2>/dev/null; do
+                if pgrep -f 'bin/duplicit[y] (full|incr)' >/dev/null; then
+                    echo "during: $(systemctl is-active postfix.service dovecot.service | tr '\n' ' ')"
+                fi
+                sleep 0.1
+            done
+            wait $s; echo "rc=$?""#,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rc = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rc="))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{}", describe(&out)));
+        let during = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("during: "))
+            .map(|s| s.trim().to_owned())
+            .collect();
+        (rc, during)
+    }
+
+    fn mail_is_up(&self) {
+        assert_eq!(
+            self.ok("systemctl is-active postfix.service dovecot.service"),
+            "active\nactive\n"
+        );
+    }
+
+    fn result(&self) -> String {
+        self.ok("systemctl show -p Result --value mailbackup.service")
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits for the hook's mark; returns its content, or None.
+    fn hook_mark(&self, secs: u64) -> Option<String> {
+        let out = self.sh(&format!(
+            "i=0; while [ $i -lt {} ] && [ ! -e /home/user-data/hook-ran ]; do sleep 0.1; i=$((i+1)); done; cat /home/user-data/hook-ran",
+            secs * 10
+        ));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Restores the newest backup with plain duplicity and the key's first
+    /// line, and compares it with the live data: content, modes, owners,
+    /// mtimes.
+    fn assert_restore_equals_live(&self) {
+        self.ok(
+            r#"set -e
+            rm -rf /tmp/r && mkdir -m 700 /tmp/r /tmp/r/gnupg
+            PASSPHRASE="$(head -n1 /home/user-data/backup/secret_key.txt)" GNUPGHOME=/tmp/r/gnupg \
+                duplicity restore --archive-dir /tmp/r/cache file:///home/user-data/backup/encrypted /tmp/r/data >/dev/null
+            list() { cd "$1" && find . -mindepth 1 \( -path ./backup -o -path ./hook-ran \) -prune -o -exec stat -c '%n %F %a %u %g %Y %s' {} + | sort; }
+            list /home/user-data > /tmp/r/want; list /tmp/r/data > /tmp/r/got
+            diff /tmp/r/want /tmp/r/got
+            diff -r --exclude=backup --exclude=hook-ran /home/user-data /tmp/r/data
+            "#,
+        );
+    }
+
+    fn count(&self, script: &str) -> usize {
+        self.ok(script).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.sh("systemctl poweroff");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.nspawn.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Killing the container's init ends its whole PID namespace.
+        unsafe { libc::kill(self.init as i32, libc::SIGKILL) };
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
+
+/// A child of `parent` whose command is `name`.
+fn child_named(parent: u32, name: &str) -> Option<u32> {
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat
+            .split_once(") ")
+            .map(|(a, b)| (a.split_once(" (").map_or("", |x| x.1), b))
+        else {
+            continue;
+        };
+        let ppid: Option<u32> = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if comm == name && ppid == Some(parent) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+const DUPLICITY_RUNS: &str = "journalctl -u mailbackup.service -o cat --no-pager | grep -c 'running /usr/bin/duplicity \\(full\\|incr\\)' || true";
+
+#[test]
+fn install_back_up_join_and_uninstall() {
+    let c = Container::boot();
+    let out = c.set_up_box(40);
+    assert!(
+        out.contains("created /etc/systemd/system/mailbackup.service"),
+        "{out}"
+    );
+    assert!(
+        out.contains("enabled and started mailbackup.timer"),
+        "{out}"
+    );
+    assert_eq!(c.ok("systemctl is-enabled mailbackup.timer"), "enabled\n");
+    assert!(c
+        .ok("systemctl list-timers --no-pager")
+        .contains("mailbackup.timer"));
+    assert_eq!(
+        c.ok("mailbackup install").trim(),
+        "mailbackup is installed already: nothing changed"
+    );
+
+    // The backup: mail down while duplicity runs, up after, hook as the user.
+    let (rc, during) = c.start_backup_watching();
+    assert_eq!(
+        rc,
+        0,
+        "{}",
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+    );
+    assert!(!during.is_empty(), "duplicity was never seen running");
+    assert!(
+        during.iter().all(|d| d == "inactive inactive"),
+        "{during:?}"
+    );
+    c.mail_is_up();
+    assert_eq!(c.result(), "success");
+    assert_eq!(
+        c.hook_mark(20).as_deref(),
+        Some("user-data\n/home/user-data box.example.com\n")
+    );
+    c.assert_restore_equals_live();
+    assert_eq!(
+        c.count("ls /home/user-data/backup/encrypted | grep -c manifest"),
+        1
+    );
+
+    // Two starts at once: one backup.
+    let runs = c.count(DUPLICITY_RUNS);
+    c.ok("echo more > /home/user-data/mail/later.txt");
+    c.ok("systemctl start mailbackup.service & a=$!; sleep 0.2; systemctl start mailbackup.service; b=$?; wait $a && [ $b = 0 ]");
+    assert_eq!(c.count(DUPLICITY_RUNS), runs + 1);
+    assert_eq!(
+        c.count("ls /home/user-data/backup/encrypted | grep -c manifest"),
+        2
+    );
+    c.mail_is_up();
+
+    // Uninstall: the units go, the backups, key and config stay.
+    let keep = "sha256sum /etc/mailinabox.conf /home/user-data/backup/secret_key.txt /home/user-data/backup/encrypted/*";
+    let before = c.ok(keep);
+    let out = c.ok("mailbackup uninstall");
+    assert!(
+        out.contains("stopped and disabled mailbackup.timer"),
+        "{out}"
+    );
+    assert_eq!(
+        c.ok("ls /etc/systemd/system | grep -c '^mailbackup' || true")
+            .trim(),
+        "0"
+    );
+    assert!(!c
+        .ok("systemctl list-timers --all --no-pager")
+        .contains("mailbackup"));
+    assert_eq!(c.ok(keep), before);
+    c.mail_is_up();
+}
+
+#[test]
+fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
+    let c = Container::boot();
+    c.set_up_box(4);
+    c.ok("mkdir -p /home/user-data/backup/encrypted && mount -t tmpfs -o size=256k tmpfs /home/user-data/backup/encrypted");
+    let (rc, during) = c.start_backup_watching();
+    assert_ne!(rc, 0);
+    assert!(
+        during.iter().all(|d| d == "inactive inactive"),
+        "{during:?}"
+    );
+    c.mail_is_up();
+    assert_ne!(c.result(), "success");
+    assert_eq!(c.hook_mark(3), None, "the hook ran after a failed backup");
+
+    c.ok("mount -o remount,size=64m /home/user-data/backup/encrypted");
+    let (rc, _) = c.start_backup_watching();
+    assert_eq!(
+        rc,
+        0,
+        "{}",
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+    );
+    c.mail_is_up();
+    assert!(c.hook_mark(20).is_some());
+    c.assert_restore_equals_live();
+}
+
+#[test]
+fn a_killed_backup_brings_the_mail_back() {
+    let c = Container::boot();
+    c.set_up_box(80);
+    let out = c.sh(
+        r#"systemctl start mailbackup.service & s=$!
+        i=0; until pgrep -f 'bin/duplicit[y] full' >/dev/null; do sleep 0.1; i=$((i+1)); [ $i -lt 600 ] || exit 9; done
+        sleep 1
+        systemctl is-active postfix.service dovecot.service | tr '\n' ' '; echo
+        systemctl kill --signal=KILL mailbackup.service
+        wait $s; echo "rc=$?""#,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("inactive inactive"), "{}", describe(&out));
+    assert!(!text.contains("rc=0"), "{}", describe(&out));
+    c.mail_is_up();
+    assert_eq!(c.result(), "signal");
+    assert_eq!(c.hook_mark(2), None);
+
+    let (rc, _) = c.start_backup_watching();
+    assert_eq!(
+        rc,
+        0,
+        "{}",
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+    );
+    c.mail_is_up();
+    c.assert_restore_equals_live();
+}

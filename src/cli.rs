@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    install::InstallArgs, prune::PruneArgs, run::RunArgs, status::StatusArgs,
-    uninstall::UninstallArgs,
+    install::InstallArgs, list::ListArgs, notify_failure::NotifyFailureArgs, prune::PruneArgs,
+    restore::RestoreArgs, run::RunArgs, status::StatusArgs, uninstall::UninstallArgs,
+    verify::VerifyArgs,
 };
 use crate::config::DEFAULT_CONFIG;
 
@@ -30,6 +31,10 @@ pub enum Command {
     Run(RunArgs),
     Prune(PruneArgs),
     Status(StatusArgs),
+    Restore(RestoreArgs),
+    List(ListArgs),
+    Verify(VerifyArgs),
     Install(InstallArgs),
     Uninstall(UninstallArgs),
+    NotifyFailure(NotifyFailureArgs),
 }

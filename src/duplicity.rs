@@ -1,7 +1,7 @@
 //! duplicity's command lines, built from the layout, and running them.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -82,13 +82,61 @@ pub fn cleanup_args(layout: &Layout) -> Vec<OsString> {
     args
 }
 
+/// The arguments that restore the backup as of `time` (latest without),
+/// or only `path` (relative to `STORAGE_ROOT`) of it, to `dest`.
+pub fn restore_args(
+    layout: &Layout,
+    time: Option<&str>,
+    path: Option<&Path>,
+    dest: &Path,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["restore".into()];
+    args.extend(archive_dir(layout));
+    if let Some(t) = time {
+        args.extend(["--time".into(), t.into()]);
+    }
+    if let Some(p) = path {
+        // `-r`: duplicity 0.8 calls it --file-to-restore, 3.x --path-to-restore.
+        args.extend(["-r".into(), p.as_os_str().to_owned()]);
+    }
+    args.extend([target_url(layout), dest.as_os_str().to_owned()]);
+    args
+}
+
+/// The arguments that list the files of the backup as of `time`.
+pub fn list_args(layout: &Layout, time: Option<&str>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["list-current-files".into()];
+    args.extend(archive_dir(layout));
+    if let Some(t) = time {
+        args.extend(["--time".into(), t.into()]);
+    }
+    args.push(target_url(layout));
+    args
+}
+
+/// The arguments that compare the latest backup, file data included, with
+/// `STORAGE_ROOT` without its `backup/` directory.
+pub fn verify_args(layout: &Layout) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["verify".into(), "--compare-data".into()];
+    args.extend(archive_dir(layout));
+    args.extend([
+        "--exclude".into(),
+        layout.backup_dir.clone().into_os_string(),
+        target_url(layout),
+        layout.storage_root.clone().into_os_string(),
+    ]);
+    args
+}
+
 /// How a duplicity run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// duplicity's exit code, or 128 + N when it died of signal N.
     pub code: u8,
     /// It said another duplicity holds the archive dir's lock.
     pub locked_out: bool,
+    /// What `verify` found different, one line each.
+    pub differences: Vec<String>,
 }
 
 /// Runs duplicity with the passphrase in its environment (and nowhere else).
@@ -127,8 +175,8 @@ impl<'a> Duplicity<'a> {
         Ok(())
     }
 
-    /// Runs `duplicity ARGS`, passing its output through and watching its
-    /// errors for the archive lock.
+    /// Runs `duplicity ARGS`, passing its output through and watching it
+    /// for the archive lock and for verify's differences.
     pub fn run(&self, args: &[OsString]) -> Result<Outcome> {
         self.prepare_private_dirs()?;
         eprintln!("mailbackup: running {}", display_args(&self.program, args));
@@ -137,6 +185,7 @@ impl<'a> Duplicity<'a> {
             .env("PASSPHRASE", self.passphrase.to_env_value())
             .env("GNUPGHOME", &self.gnupg_home)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
         {
@@ -147,16 +196,12 @@ impl<'a> Duplicity<'a> {
                 })
             }
         };
-        let mut locked_out = false;
-        if let Some(stderr) = child.stderr.take() {
-            let mut out = std::io::stderr().lock();
-            for line in BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
-                locked_out |= contains(&line, b"Another duplicity instance is already running");
-                let _ = out.write_all(&line);
-                let _ = out.write_all(b"\n");
-            }
-        }
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (from_stdout, from_stderr) = std::thread::scope(|s| {
+            let out = s.spawn(|| relay_all(stdout, std::io::stdout()));
+            let err = relay_all(stderr, std::io::stderr());
+            (out.join().unwrap_or_default(), err)
+        });
         let status = child.wait().context("Failed to wait for duplicity")?;
         self.stop_gpg_agent();
         let code = match (status.code(), status.signal()) {
@@ -164,7 +209,13 @@ impl<'a> Duplicity<'a> {
             (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
             (None, None) => 1,
         };
-        Ok(Outcome { code, locked_out })
+        let mut differences = from_stdout.differences;
+        differences.extend(from_stderr.differences);
+        Ok(Outcome {
+            code,
+            locked_out: from_stdout.locked_out || from_stderr.locked_out,
+            differences,
+        })
     }
 
     /// gpg starts an agent in GNUPGHOME that outlives duplicity; end it.
@@ -188,6 +239,34 @@ pub fn find_in_path(name: &str, path: &OsStr) -> Option<PathBuf> {
             p.metadata()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// What duplicity's output said that mailbackup acts on.
+#[derive(Debug, Default)]
+struct Heard {
+    locked_out: bool,
+    differences: Vec<String>,
+}
+
+fn relay_all(from: Option<impl Read>, to: impl Write) -> Heard {
+    from.map(|f| relay(f, to)).unwrap_or_default()
+}
+
+/// Copies duplicity's output line by line, noting what matters.
+fn relay(from: impl Read, mut to: impl Write) -> Heard {
+    let mut heard = Heard::default();
+    for line in BufReader::new(from).split(b'\n') {
+        let Ok(line) = line else { break };
+        heard.locked_out |= contains(&line, b"Another duplicity instance is already running");
+        if let Some(rest) = line.strip_prefix(b"Difference found: ") {
+            heard
+                .differences
+                .push(String::from_utf8_lossy(rest).into_owned());
+        }
+        let _ = to.write_all(&line);
+        let _ = to.write_all(b"\n");
+    }
+    heard
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -281,6 +360,56 @@ mod tests {
                 "/home/user data/backup/cache",
                 "--force",
                 "file:///home/user data/backup/encrypted",
+            ]
+        );
+    }
+
+    #[test]
+    fn restore_list_and_verify_command_lines() {
+        let l = layout();
+        assert_eq!(
+            strings(restore_args(
+                &l,
+                Some("3D"),
+                Some(Path::new("mail/a b")),
+                Path::new("/tmp/r/mail/a b")
+            )),
+            [
+                "restore",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "--time",
+                "3D",
+                "-r",
+                "mail/a b",
+                "file:///home/user data/backup/encrypted",
+                "/tmp/r/mail/a b",
+            ]
+        );
+        assert_eq!(
+            strings(restore_args(&l, None, None, Path::new("/r"))).len(),
+            5
+        );
+        assert_eq!(
+            strings(list_args(&l, None)),
+            [
+                "list-current-files",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "file:///home/user data/backup/encrypted"
+            ]
+        );
+        assert_eq!(
+            strings(verify_args(&l)),
+            [
+                "verify",
+                "--compare-data",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "--exclude",
+                "/home/user data/backup",
+                "file:///home/user data/backup/encrypted",
+                "/home/user data",
             ]
         );
     }

@@ -10,6 +10,7 @@ pub mod duplicity;
 pub mod inventory;
 pub mod key;
 pub mod migration;
+pub mod notify;
 pub mod pytime;
 pub mod report;
 pub mod sys;
@@ -26,7 +27,11 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Run(args) => commands::run::run(&cli.config, args),
         Command::Prune(args) => commands::prune::run(&cli.config, args),
         Command::Status(args) => commands::status::run(&cli.config, args),
+        Command::Restore(args) => commands::restore::run(&cli.config, args),
+        Command::List(args) => commands::list::run(&cli.config, args),
+        Command::Verify(args) => commands::verify::run(&cli.config, args),
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Uninstall(args) => commands::uninstall::run(&cli.config, args),
+        Command::NotifyFailure(args) => commands::notify_failure::run(&cli.config, args),
     }
 }

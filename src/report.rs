@@ -132,6 +132,104 @@ pub fn backup_status(
     }
 }
 
+/// How a monitoring system should take the state of the backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl Health {
+    /// The exit code of a Nagios/Icinga plugin.
+    pub fn exit_code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Ok => "OK",
+            Health::Warning => "WARNING",
+            Health::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// The one line of `status --check`, plugin style (`MAILBACKUP OK - …|perfdata`),
+/// and its health: critical with no complete backup, when the newest is older
+/// than `max_age_hours` or the last run failed; warning with stray files in
+/// the target or an interrupted newest set.
+pub fn check_health(
+    inventory: &Inventory,
+    dir: &str,
+    now_us: i64,
+    max_age_hours: u32,
+    last_run_failed: bool,
+) -> (Health, String) {
+    let mut problems: Vec<(Health, String)> = Vec::new();
+    let newest = inventory.backups.iter().find(|b| b.complete);
+    let age_hours =
+        newest.map(|b| (now_us - b.date.datetime().and_utc().timestamp_micros()) as f64 / 3.6e9);
+    match age_hours {
+        None => problems.push((Health::Critical, format!("no complete backup in {dir}"))),
+        Some(age) if age > f64::from(max_age_hours) => problems.push((
+            Health::Critical,
+            format!("the newest backup is {age:.0} hours old, more than {max_age_hours}"),
+        )),
+        _ => {}
+    }
+    if last_run_failed {
+        problems.push((
+            Health::Critical,
+            "the last backup run failed: see systemctl status mailbackup.service".to_owned(),
+        ));
+    }
+    if let Some(b) = inventory.backups.first().filter(|b| !b.complete) {
+        problems.push((
+            Health::Warning,
+            format!(
+                "the newest backup set, {}, is incomplete: an interrupted run",
+                b.date
+            ),
+        ));
+    }
+    if inventory.unknown_files > 0 {
+        problems.push((
+            Health::Warning,
+            format!(
+                "{} entries in {dir} that duplicity did not write",
+                inventory.unknown_files
+            ),
+        ));
+    }
+    let total: u64 = inventory.backups.iter().map(|b| b.size).sum();
+    let perfdata = format!(
+        "age_hours={:.1};;{max_age_hours} backups={} size={total}B",
+        age_hours.unwrap_or(0.0),
+        inventory.backups.len()
+    );
+    problems.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let health = problems.first().map_or(Health::Ok, |p| p.0);
+    let text = match (&problems[..], newest, age_hours) {
+        ([], Some(b), Some(age)) => format!(
+            "newest backup {age:.1} hours ago ({}, {}); {} backups, {}",
+            if b.full { "full" } else { "incremental" },
+            human_size(b.size),
+            inventory.backups.len(),
+            human_size(total)
+        ),
+        _ => problems
+            .iter()
+            .map(|p| p.1.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    (
+        health,
+        format!("MAILBACKUP {} - {text}|{perfdata}", health.label()),
+    )
+}
+
 /// The report as a table for an operator.
 pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
@@ -362,6 +460,60 @@ mod tests {
         assert!(t.contains("full") && t.contains("1.5 KiB"), "{t}");
         assert!(t.contains("Total: 1 backup, 1.5 KiB."), "{t}");
         assert!(t.contains("Skipped 1 entry"), "{t}");
+    }
+
+    #[test]
+    fn health_checks() {
+        let now = at("2026-11-24 13:00:00");
+        let check = |backups: Vec<Backup>, unknown, failed| {
+            let inv = Inventory {
+                backups,
+                unknown_files: unknown,
+                unknown_size: 0,
+            };
+            check_health(&inv, "/d", now, 36, failed)
+        };
+        let young = backup("20261124T010000Z", None, 2048);
+        let old = backup("20261122T010000Z", None, 2048);
+        let (h, line) = check(vec![young.clone()], 0, false);
+        assert_eq!(h, Health::Ok);
+        assert!(
+            line.starts_with("MAILBACKUP OK - newest backup 12.0 hours ago (full, 2.0 KiB)"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("|age_hours=12.0;;36 backups=1 size=2048B"),
+            "{line}"
+        );
+        let (h, line) = check(vec![], 0, false);
+        assert_eq!((h, h.exit_code()), (Health::Critical, 2));
+        assert!(line.contains("no complete backup"), "{line}");
+        let (h, line) = check(vec![old.clone()], 0, false);
+        assert_eq!(h, Health::Critical);
+        assert!(line.contains("60 hours old, more than 36"), "{line}");
+        let (h, line) = check(vec![young.clone()], 0, true);
+        assert_eq!(h, Health::Critical);
+        assert!(line.contains("last backup run failed"), "{line}");
+        let (h, line) = check(vec![young.clone()], 2, false);
+        assert_eq!((h, h.exit_code()), (Health::Warning, 1));
+        assert!(
+            line.contains("2 entries in /d that duplicity did not write"),
+            "{line}"
+        );
+        let interrupted = Backup {
+            complete: false,
+            ..backup("20261124T020000Z", Some("20261124T010000Z"), 10)
+        };
+        let (h, line) = check(vec![interrupted, young], 0, false);
+        assert_eq!(h, Health::Warning);
+        assert!(line.contains("20261124T020000Z, is incomplete"), "{line}");
+        // The worst problem decides; all are named.
+        let (h, line) = check(vec![old], 1, false);
+        assert_eq!(h, Health::Critical);
+        assert!(
+            line.contains("hours old") && line.contains("did not write"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -61,3 +61,40 @@ pub fn is_system_unit_dir(dir: &Path) -> bool {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
     canonical(dir) == canonical(Path::new(SYSTEM_UNIT_DIR))
 }
+
+/// A unit's ActiveState (`active`, `activating`, `failed`, …), or None when
+/// systemd cannot be asked.
+pub fn active_state(unit: &str) -> Option<String> {
+    show(unit, "ActiveState")
+}
+
+/// One property of a unit, from `systemctl show`.
+pub fn show(unit: &str, property: &str) -> Option<String> {
+    let out = Command::new("systemctl")
+        .args(["show", "--value", "-p", property, unit])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let value = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !value.is_empty()).then_some(value)
+}
+
+/// The last `lines` lines of a unit's journal.
+pub fn journal_tail(unit: &str, lines: u32) -> String {
+    Command::new("journalctl")
+        .args([
+            "--no-pager",
+            "-o",
+            "short-iso",
+            "-n",
+            &lines.to_string(),
+            "-u",
+            unit,
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}

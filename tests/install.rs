@@ -49,6 +49,8 @@ fn default_settings() -> UnitSettings {
         bin: "/usr/bin/mailbackup".into(),
         on_calendar: "daily".into(),
         services: vec!["dovecot.service".into(), "postfix.service".into()],
+        verify_calendar: Some("monthly".into()),
+        mail_to: "administrator@box.example.com".into(),
     }
 }
 
@@ -72,6 +74,8 @@ fn golden_units_customised() {
                 "postfix@-.service".into(),
                 "nginx.service".into(),
             ],
+            verify_calendar: None,
+            mail_to: "ops+backup@example.org".into(),
         },
     );
 }
@@ -139,6 +143,9 @@ fn installed_units_verify_cleanly() {
             "mailbackup.service",
             "mailbackup.timer",
             "mailbackup-after-backup.service",
+            "mailbackup-verify.service",
+            "mailbackup-verify.timer",
+            "mailbackup-failure@mailbackup.service.service",
         ])
         .output()
         .expect("systemd-analyze is missing: run tests/setup.sh first");
@@ -158,26 +165,29 @@ fn installed_units_verify_cleanly() {
 }
 
 #[test]
-fn the_service_is_locked_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let service = &units::render(&default_settings()).unwrap()[0];
-    fs::write(dir.path().join(service.name), &service.content).unwrap();
-    let out = Command::new("systemd-analyze")
-        .current_dir(dir.path())
-        .args(["security", "--offline=yes", "--no-pager", service.name])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let score: f64 = text
-        .lines()
-        .find_map(|l| {
-            l.split("Overall exposure level for mailbackup.service: ")
-                .nth(1)
-        })
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no score in {}", describe(&out)));
-    assert!(score <= 1.5, "exposure {score} > 1.5:\n{text}");
+fn the_services_are_locked_down() {
+    for name in [units::SERVICE, units::VERIFY_SERVICE] {
+        let dir = tempfile::tempdir().unwrap();
+        let rendered = units::render(&default_settings()).unwrap();
+        let service = rendered.iter().find(|u| u.name == name).unwrap();
+        fs::write(dir.path().join(name), &service.content).unwrap();
+        let out = Command::new("systemd-analyze")
+            .current_dir(dir.path())
+            .args(["security", "--offline=yes", "--no-pager", name])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.split(&format!("Overall exposure level for {name}: "))
+                    .nth(1)
+            })
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no score in {}", describe(&out)));
+        assert!(score <= 1.5, "{name}: exposure {score} > 1.5:\n{text}");
+    }
 }
 
 #[test]

@@ -8,15 +8,21 @@ use anyhow::{bail, Context, Result};
 use crate::config::Config;
 use crate::key;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
-use crate::units::{self, UnitFile, UnitSettings, DEFAULT_SERVICES, SERVICE, TIMER};
+use crate::units::{
+    self, UnitFile, UnitSettings, DEFAULT_SERVICES, GENERATED_MARK, SERVICE, VERIFY_TIMER,
+    VERIFY_UNITS,
+};
 
-/// Install the systemd units that run the backup, and enable its timer.
+/// Install the systemd units that run the backup, and enable its timers.
 ///
 /// Writes mailbackup.service (stops the mail services, runs the backup,
-/// starts them again, prunes), mailbackup.timer and
+/// starts them again, prunes), mailbackup.timer,
 /// mailbackup-after-backup.service (the after-backup hook, as STORAGE_USER),
-/// creates STORAGE_ROOT/backup and a new key if there is none, and enables
-/// the timer. Run it again after any change: what is unchanged stays as it is.
+/// mailbackup-verify.service and .timer (a monthly verification), and
+/// mailbackup-failure@.service (mails the administrator when one of them
+/// fails); creates STORAGE_ROOT/backup and a new key if there is none; and
+/// enables the timers. Run it again after any change: what is unchanged
+/// stays as it is.
 ///
 /// Example: mailbackup install --on-calendar '*-*-* 03:00'
 #[derive(Debug, clap::Args)]
@@ -36,6 +42,14 @@ pub struct InstallArgs {
     /// The services stopped during the backup, in this order.
     #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 1.., default_values = DEFAULT_SERVICES)]
     pub services: Vec<String>,
+
+    /// When to verify the backup (OnCalendar= syntax), or `never`.
+    #[arg(long, value_name = "SPEC", default_value = "monthly")]
+    pub verify_calendar: String,
+
+    /// Who is mailed when a backup, the hook or a verification fails [default: administrator@PRIMARY_HOSTNAME]
+    #[arg(long, value_name = "ADDRESS")]
+    pub mail_to: Option<String>,
 
     /// Print every file it would write, and write nothing.
     #[arg(long)]
@@ -79,8 +93,19 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         );
     }
-    units::calendar_spec(&args.on_calendar)?;
-    systemd::check_calendar(&args.on_calendar)?;
+    let mail_to = match (&args.mail_to, config.get("PRIMARY_HOSTNAME")) {
+        (Some(to), _) => to.clone(),
+        (None, Some(host)) if !host.is_empty() => format!("administrator@{host}"),
+        (None, _) => bail!(
+            "{} has no PRIMARY_HOSTNAME to mail failures to administrator@ it: add it, or give --mail-to",
+            config_path.display()
+        ),
+    };
+    let verify_calendar = (args.verify_calendar != "never").then(|| args.verify_calendar.clone());
+    for spec in std::iter::once(&args.on_calendar).chain(&verify_calendar) {
+        units::calendar_spec(spec)?;
+        systemd::check_calendar(spec)?;
+    }
     let bin = match &args.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()
@@ -95,28 +120,38 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         bin,
         on_calendar: args.on_calendar.clone(),
         services: args.services.clone(),
+        verify_calendar,
+        mail_to,
     })?;
 
     let dir = &args.unit_dir;
     let mut plan = Vec::new();
     for unit in &rendered {
         let path = dir.join(unit.name);
-        let current = match std::fs::read_to_string(&path) {
-            Ok(c) => Some(c),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("Failed to read {}", path.display())),
-        };
-        plan.push((unit, path, change_for(unit, current.as_deref())));
+        plan.push((unit, change_for(unit, read_unit(&path)?.as_deref()), path));
+    }
+    // Verify units of an earlier install, now that verification is off.
+    let mut retired = Vec::new();
+    for name in VERIFY_UNITS {
+        let path = dir.join(name);
+        if !rendered.iter().any(|u| u.name == name)
+            && read_unit(&path)?.is_some_and(|c| c.starts_with(GENERATED_MARK))
+        {
+            retired.push(path);
+        }
     }
     let needs_key = !layout.key_file.exists();
     let manage_systemd = !args.no_enable && !args.dry_run && systemd::is_system_unit_dir(dir);
 
     if args.dry_run {
-        for (unit, path, change) in &plan {
+        for (unit, change, path) in &plan {
             match change {
                 Change::Keep => println!("{} is up to date", path.display()),
                 _ => print!("would write {}:\n{}\n", path.display(), unit.content),
             }
+        }
+        for path in &retired {
+            println!("would remove {}", path.display());
         }
         if needs_key {
             println!(
@@ -150,7 +185,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     let created_key = committed?;
 
     let mut changed = false;
-    for (_, path, change) in &plan {
+    for (_, change, path) in &plan {
         match change {
             Change::Create => println!("created {}", path.display()),
             Change::Replace => println!(
@@ -170,16 +205,31 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             layout.key_file.display()
         );
     }
+    for path in &retired {
+        if manage_systemd && path.ends_with(VERIFY_TIMER) {
+            systemd::systemctl(&["disable", "--now", VERIFY_TIMER])?;
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("Failed to remove {}", path.display()))?;
+        println!("removed {} (--verify-calendar never)", path.display());
+        changed = true;
+    }
     if manage_systemd {
         if changed {
             systemd::systemctl(&["daemon-reload"])?;
         }
-        if !systemd::systemctl_says("is-enabled", TIMER)
-            || !systemd::systemctl_says("is-active", TIMER)
+        for timer in rendered
+            .iter()
+            .map(|u| u.name)
+            .filter(|n| n.ends_with(".timer"))
         {
-            systemd::systemctl(&["enable", "--now", TIMER])?;
-            println!("enabled and started {TIMER}");
-            changed = true;
+            if !systemd::systemctl_says("is-enabled", timer)
+                || !systemd::systemctl_says("is-active", timer)
+            {
+                systemd::systemctl(&["enable", "--now", timer])?;
+                println!("enabled and started {timer}");
+                changed = true;
+            }
         }
     } else if !args.no_enable && changed {
         println!(
@@ -193,14 +243,23 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The unit file at `path`, if there is one.
+pub fn read_unit(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("Failed to read {}", path.display())),
+    }
+}
+
 /// Writes each unit to be created or replaced to a temporary file beside
 /// it. On error, removes what it wrote.
-fn stage(plan: &[(&UnitFile, PathBuf, Change)]) -> Result<Vec<(PathBuf, PathBuf)>> {
+fn stage(plan: &[(&UnitFile, Change, PathBuf)]) -> Result<Vec<(PathBuf, PathBuf)>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (unit, path, change) in plan {
+    for (unit, change, path) in plan {
         if *change == Change::Keep {
             continue;
         }

@@ -2,10 +2,14 @@
 //! `--help`) and the function that does its I/O around the pure cores.
 
 pub mod install;
+pub mod list;
+pub mod notify_failure;
 pub mod prune;
+pub mod restore;
 pub mod run;
 pub mod status;
 pub mod uninstall;
+pub mod verify;
 
 use std::path::Path;
 

@@ -10,8 +10,10 @@ use chrono::TimeZone;
 use crate::backup_set::Stamp;
 use crate::config::Config;
 use crate::inventory::Inventory;
-use crate::report::{backup_status, render_table};
+use crate::report::{backup_status, check_health, render_table};
 use crate::sys::python_local_zone;
+use crate::systemd;
+use crate::units::SERVICE;
 
 /// Show the backups: when, how old, full or incremental, size, and when they
 /// will be deleted. Never writes anything.
@@ -19,22 +21,74 @@ use crate::sys::python_local_zone;
 /// With --json, prints the dictionary of Mail-in-a-Box's `backup_status()`
 /// (directory, encpwfile, tz, backups) for the control panel.
 ///
-/// Example: mailbackup status --json
+/// With --check, prints one line and exits like a Nagios/Icinga plugin: 0
+/// when the newest backup is younger than --max-age and the last run
+/// succeeded, 1 (warning) or 2 (critical) with the reason otherwise, 3 when
+/// it cannot tell.
+///
+/// Examples:
+///   mailbackup status --json
+///   mailbackup status --check --max-age 26
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
     /// Print JSON for programs instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub json: bool,
+
+    /// Check the backups for monitoring: one line, plugin exit codes.
+    #[arg(long)]
+    pub check: bool,
+
+    /// With --check: the age in hours past which the newest backup is too old.
+    #[arg(long, value_name = "HOURS", default_value_t = 36, requires = "check")]
+    pub max_age: u32,
 }
 
+/// The exit code of a plugin that cannot tell.
+const UNKNOWN: u8 = 3;
+
 pub fn run(config_path: &Path, args: &StatusArgs) -> Result<u8> {
+    if !args.check {
+        return report(config_path, args);
+    }
+    match check(config_path, args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            println!("MAILBACKUP UNKNOWN - {e:#}");
+            Ok(UNKNOWN)
+        }
+    }
+}
+
+fn now_us() -> Result<i64> {
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("The system clock is before 1970")?
+        .as_micros() as i64)
+}
+
+fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
     let inventory = Inventory::scan(&layout.encrypted_dir)?;
-    let now_us = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("The system clock is before 1970")?
-        .as_micros() as i64;
+    let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
+    let (health, line) = check_health(
+        &inventory,
+        &layout.encrypted_dir.to_string_lossy(),
+        now_us()?,
+        args.max_age,
+        failed,
+    );
+    println!("{line}");
+    Ok(health.exit_code())
+}
+
+fn report(config_path: &Path, args: &StatusArgs) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let layout = config.layout();
+    let inventory = Inventory::scan(&layout.encrypted_dir)?;
+    let now_us = now_us()?;
     let zone = python_local_zone(now_us.div_euclid(1_000_000));
     let report = backup_status(&inventory, &layout, now_us, &zone);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

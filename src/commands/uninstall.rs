@@ -1,12 +1,12 @@
 //! `mailbackup uninstall`: remove the units, keep the backups.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::install::read_unit;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
-use crate::units::{self, GENERATED_MARK, TIMER};
+use crate::units::{self, GENERATED_MARK, TIMER, VERIFY_TIMER};
 
 /// Stop and disable the backup timer and remove mailbackup's units.
 ///
@@ -24,17 +24,17 @@ pub struct UninstallArgs {
 pub fn run(_config_path: &Path, args: &UninstallArgs) -> Result<u8> {
     let dir = &args.unit_dir;
     let manage_systemd = systemd::is_system_unit_dir(dir);
-    if manage_systemd && dir.join(TIMER).exists() {
-        systemd::systemctl(&["disable", "--now", TIMER])?;
-        println!("stopped and disabled {TIMER}");
+    for timer in [TIMER, VERIFY_TIMER] {
+        if manage_systemd && dir.join(timer).exists() {
+            systemd::systemctl(&["disable", "--now", timer])?;
+            println!("stopped and disabled {timer}");
+        }
     }
     let mut removed = 0;
     for name in units::ALL {
         let path = dir.join(name);
-        let content = match std::fs::read_to_string(&path) {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("Failed to read {}", path.display())),
+        let Some(content) = read_unit(&path)? else {
+            continue;
         };
         if !content.starts_with(GENERATED_MARK) {
             println!(

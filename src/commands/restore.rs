@@ -1,0 +1,312 @@
+//! `mailbackup restore`: the backup back into a directory, or into place.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{Config, Layout};
+use crate::duplicity::{self, Duplicity};
+use crate::systemd;
+use crate::units::{self, DEFAULT_SERVICES, SERVICE};
+
+/// Restore the backup, or part of it, into a directory or in place.
+///
+/// With --to, restores STORAGE_ROOT as of the latest backup (or --time) into
+/// DIR, which must not exist or be empty; --path restores one file or
+/// directory of it, to the same place under DIR. The key and the archive dir
+/// are found as `run` finds them: you never type the passphrase.
+///
+/// With --in-place, restores into a new directory beside STORAGE_ROOT, then
+/// stops the mail services, swaps the restored tree in (the current one is
+/// kept, renamed STORAGE_ROOT.before-restore-TIME, and its backup/ moves to
+/// the new tree), and starts the services again, also when a step fails.
+///
+/// Examples:
+///   mailbackup restore --to /root/restored --path mail/mailboxes/example.com/alice
+///   mailbackup restore --to /root/yesterday --time 1D
+///   mailbackup restore --in-place --time 2026-11-20
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct RestoreArgs {
+    /// Restore into this directory (new or empty).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub to: Option<PathBuf>,
+
+    /// Replace the live STORAGE_ROOT with the backup, keeping the current tree.
+    #[arg(long)]
+    pub in_place: bool,
+
+    /// The backup to restore: any time duplicity takes (3D, 2026-11-20, ...) [default: the latest]
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+
+    /// Only this file or directory, relative to STORAGE_ROOT.
+    #[arg(long, value_name = "REL", conflicts_with = "in_place")]
+    pub path: Option<PathBuf>,
+
+    /// Do not ask before an in-place restore.
+    #[arg(long, requires = "in_place")]
+    pub yes: bool,
+
+    /// With --in-place: the services stopped during the swap ("" for none).
+    #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 0.., default_values = DEFAULT_SERVICES)]
+    pub services: Vec<String>,
+}
+
+pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let layout = config.layout();
+    match &args.to {
+        Some(dir) => restore_to(&config, &layout, dir, args),
+        None => restore_in_place(&config, &layout, args),
+    }
+}
+
+/// A path inside STORAGE_ROOT, as duplicity names it: relative, no `..`.
+pub fn relative_path(path: &Path) -> Result<PathBuf> {
+    let clean: PathBuf = path
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    if clean.as_os_str().is_empty()
+        || !clean
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
+        bail!(
+            "--path {} must be a path inside STORAGE_ROOT, relative to it, like mail/mailboxes",
+            path.display()
+        );
+    }
+    Ok(clean)
+}
+
+fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) -> Result<u8> {
+    let path = args.path.as_deref().map(relative_path).transpose()?;
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!(
+                    "{} is not empty: restore into a new or empty directory",
+                    dir.display()
+                );
+            }
+            // duplicity creates the directory itself, with the backup's owner
+            // and mode.
+            std::fs::remove_dir(dir)
+                .with_context(|| format!("Failed to prepare {}", dir.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("{} cannot be restored into", dir.display()))
+        }
+    }
+    let dest = match &path {
+        Some(p) => dir.join(p),
+        None => dir.to_owned(),
+    };
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("Failed to create {}", parent.display()))?;
+    }
+    let key = super::load_key(config)?;
+    let outcome = Duplicity::locate(layout, &key.passphrase)?.run(&duplicity::restore_args(
+        layout,
+        args.time.as_deref(),
+        path.as_deref(),
+        &dest,
+    ))?;
+    if outcome.code != 0 {
+        eprintln!(
+            "mailbackup: the restore failed (duplicity exit code {})",
+            outcome.code
+        );
+        return Ok(outcome.code);
+    }
+    eprintln!("mailbackup: restored into {}", dest.display());
+    Ok(0)
+}
+
+/// The names beside STORAGE_ROOT that an in-place restore uses.
+pub fn in_place_paths(root: &Path, stamp: &str) -> (PathBuf, PathBuf) {
+    let name = root.file_name().unwrap_or_default().to_string_lossy();
+    (
+        root.with_file_name(format!("{name}.restoring-{stamp}")),
+        root.with_file_name(format!("{name}.before-restore-{stamp}")),
+    )
+}
+
+fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Result<u8> {
+    let root = &layout.storage_root;
+    let services: Vec<String> = args
+        .services
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| units::service_name(s))
+        .collect::<Result<_>>()?;
+    if let Some(state) = systemd::active_state(SERVICE) {
+        if matches!(
+            state.as_str(),
+            "active" | "activating" | "deactivating" | "reloading"
+        ) {
+            bail!(
+                "a backup is running ({SERVICE} is {state}): wait for it to finish, then restore"
+            );
+        }
+    }
+    let parent = root
+        .parent()
+        .context("STORAGE_ROOT has no parent directory")?;
+    let root_dev = std::fs::metadata(root)
+        .with_context(|| format!("Failed to read {}", root.display()))?
+        .dev();
+    let parent_dev = std::fs::metadata(parent)
+        .with_context(|| format!("Failed to read {}", parent.display()))?
+        .dev();
+    if root_dev != parent_dev {
+        bail!(
+            "{} is a mount point, which an in-place restore cannot swap: restore with --to and copy the files back",
+            root.display()
+        );
+    }
+    let key = super::load_key(config)?;
+    let duplicity = Duplicity::locate(layout, &key.passphrase)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let (restoring, previous) = in_place_paths(root, &stamp);
+    if !args.yes && !confirm(root, args.time.as_deref(), &previous)? {
+        eprintln!("mailbackup: nothing restored");
+        return Ok(1);
+    }
+
+    // The restore itself, while the mail runs on: a failure here leaves the
+    // live data untouched.
+    let outcome = duplicity.run(&duplicity::restore_args(
+        layout,
+        args.time.as_deref(),
+        None,
+        &restoring,
+    ))?;
+    if outcome.code != 0 {
+        let _ = std::fs::remove_dir_all(&restoring);
+        eprintln!(
+            "mailbackup: the restore failed (duplicity exit code {}); {} is untouched",
+            outcome.code,
+            root.display()
+        );
+        return Ok(outcome.code);
+    }
+
+    let stopped = stop_services(&services);
+    let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
+    let started = start_services(&services);
+    swapped.with_context(|| format!("The restored tree is kept in {}", restoring.display()))?;
+    started?;
+    eprintln!(
+        "mailbackup: restored {} from the backup; the data it replaced is in {}",
+        root.display(),
+        previous.display()
+    );
+    Ok(0)
+}
+
+fn confirm(root: &Path, time: Option<&str>, previous: &Path) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "an in-place restore replaces {}: confirm with --yes",
+            root.display()
+        );
+    }
+    eprint!(
+        "Replace {} with the backup of {}? The current data is kept in {}. Type yes to go on: ",
+        root.display(),
+        time.unwrap_or("the latest backup"),
+        previous.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("Failed to read the answer")?;
+    Ok(answer.trim() == "yes")
+}
+
+fn stop_services(services: &[String]) -> Result<()> {
+    for s in services {
+        systemd::systemctl(&["stop", s])?;
+    }
+    Ok(())
+}
+
+fn start_services(services: &[String]) -> Result<()> {
+    if services.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["start"];
+    args.extend(services.iter().map(String::as_str));
+    systemd::systemctl(&args)
+}
+
+/// Puts `restoring` in the place of `root`, which becomes `previous`, and
+/// moves the backup directory over. Undoes what it did when a step fails.
+fn swap(root: &Path, restoring: &Path, previous: &Path, backup_dir: &Path) -> Result<()> {
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("Failed to rename {} to {}", from.display(), to.display()))
+    };
+    rename(root, previous)?;
+    if let Err(e) = rename(restoring, root) {
+        rename(previous, root)?;
+        return Err(e);
+    }
+    let old_backup = previous.join(backup_dir.file_name().unwrap_or_default());
+    if old_backup.exists() {
+        if let Err(e) = rename(&old_backup, backup_dir) {
+            rename(root, restoring)?;
+            rename(previous, root)?;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_storage_root() {
+        assert_eq!(
+            relative_path(Path::new("mail/x")).unwrap(),
+            Path::new("mail/x")
+        );
+        assert_eq!(
+            relative_path(Path::new("./mail/x/")).unwrap(),
+            Path::new("mail/x")
+        );
+        for bad in ["/etc/passwd", "../x", "mail/../../x", ".", ""] {
+            assert!(relative_path(Path::new(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn in_place_names_sit_beside_the_root() {
+        let (restoring, previous) =
+            in_place_paths(Path::new("/home/user-data"), "20261126T070000Z");
+        assert_eq!(
+            restoring,
+            Path::new("/home/user-data.restoring-20261126T070000Z")
+        );
+        assert_eq!(
+            previous,
+            Path::new("/home/user-data.before-restore-20261126T070000Z")
+        );
+    }
+}

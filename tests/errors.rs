@@ -321,3 +321,35 @@ fn status_of_a_box_without_backups_writes_nothing() {
         "status wrote something"
     );
 }
+
+#[test]
+fn a_restore_that_fails_half_way_leaves_the_live_data_untouched() {
+    let mut mailbox = MailBox::new();
+    write_file(
+        &mailbox.root.join("mail/a.eml"),
+        b"live",
+        0o600,
+        std::time::SystemTime::now(),
+    );
+    // duplicity writes part of the tree, then fails.
+    fake_duplicity(
+        &mut mailbox,
+        r#"for dest; do :; done; mkdir -p "$dest/mail"; echo partial > "$dest/mail/a.eml"; exit 50"#,
+    );
+    // duplicity's cache and GnuPG home may appear; nothing else may change.
+    let skip = [
+        "fake-bin",
+        "user data ü/backup/cache",
+        "user data ü/backup/gnupg",
+    ];
+    let before = snapshot(mailbox.dir.path(), &skip);
+    let out = mailbox.run(&["restore", "--in-place", "--yes", "--services", ""]);
+    assert_eq!(out.status.code(), Some(50), "{}", describe(&out));
+    assert!(stderr(&out).contains("is untouched"), "{}", stderr(&out));
+    let after = snapshot(mailbox.dir.path(), &skip);
+    assert!(
+        after == before,
+        "changed: {:?}",
+        after.keys().collect::<Vec<_>>()
+    );
+}

@@ -8,6 +8,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity};
+use crate::inventory::Inventory;
+use crate::report::human_size;
+use crate::sys::free_bytes;
 use crate::systemd;
 use crate::units::{self, DEFAULT_SERVICES, SERVICE};
 
@@ -90,28 +93,28 @@ pub fn relative_path(path: &Path) -> Result<PathBuf> {
 
 fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) -> Result<u8> {
     let path = args.path.as_deref().map(relative_path).transpose()?;
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                bail!(
-                    "{} is not empty: restore into a new or empty directory",
-                    dir.display()
-                );
-            }
-            // duplicity creates the directory itself, with the backup's owner
-            // and mode.
-            std::fs::remove_dir(dir)
-                .with_context(|| format!("Failed to prepare {}", dir.display()))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let empty_dir_exists = match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none())
+    {
+        Ok(false) => bail!(
+            "{} is not empty: restore into a new or empty directory",
+            dir.display()
+        ),
+        Ok(true) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {
             return Err(e).with_context(|| format!("{} cannot be restored into", dir.display()))
         }
-    }
+    };
     let dest = match &path {
         Some(p) => dir.join(p),
         None => dir.to_owned(),
     };
+    check_space(layout, path.as_deref(), &dest)?;
+    if empty_dir_exists {
+        // duplicity creates the directory itself, with the backup's owner
+        // and mode.
+        std::fs::remove_dir(dir).with_context(|| format!("Failed to prepare {}", dir.display()))?;
+    }
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("Failed to create {}", parent.display()))?;
@@ -178,6 +181,7 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
     }
     let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(layout, &key.passphrase)?;
+    check_space(layout, None, root)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let (restoring, previous) = in_place_paths(root, &stamp);
     if !args.yes && !confirm(root, args.time.as_deref(), &previous)? {
@@ -214,6 +218,59 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
         previous.display()
     );
     Ok(0)
+}
+
+/// Refuses a restore that would fill the disk: duplicity can hang when it
+/// runs out of space half way. What it needs is estimated generously: the
+/// larger of the live data and the newest chain of backups.
+fn check_space(layout: &Layout, path: Option<&Path>, dest: &Path) -> Result<()> {
+    let source = path.map_or_else(
+        || layout.storage_root.clone(),
+        |p| layout.storage_root.join(p),
+    );
+    let mut need = disk_usage(&source, &layout.backup_dir);
+    if path.is_none() {
+        let inventory = Inventory::scan(&layout.encrypted_dir)?;
+        // The newest chain: back to and with the newest full backup.
+        let chain_len = inventory
+            .backups
+            .iter()
+            .position(|b| b.full)
+            .map_or(0, |i| i + 1);
+        let chain: u64 = inventory.backups[..chain_len].iter().map(|b| b.size).sum();
+        need = need.max(chain);
+    }
+    let need = need + need / 20 + (1 << 20);
+    let existing = dest
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    let free = free_bytes(existing)
+        .with_context(|| format!("Failed to find the free space of {}", existing.display()))?;
+    if free < need {
+        bail!(
+            "the restore needs about {} and {} has {} free: make room, or restore elsewhere with --to",
+            human_size(need),
+            existing.display(),
+            human_size(free)
+        );
+    }
+    Ok(())
+}
+
+/// The space the files under `dir` take on disk, without `skip`.
+fn disk_usage(dir: &Path, skip: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() || dir == skip {
+        return if dir == skip { 0 } else { own };
+    }
+    let children = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path(), skip)).sum())
+        .unwrap_or(0);
+    own + children
 }
 
 fn confirm(root: &Path, time: Option<&str>, previous: &Path) -> Result<bool> {

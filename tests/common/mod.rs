@@ -345,8 +345,11 @@ pub struct FileState {
     pub content: Vec<u8>,
 }
 
+/// The state of every file of a tree, by relative path.
+pub type Tree = BTreeMap<String, FileState>;
+
 /// The state of a tree, by relative path, leaving out `skip` (relative).
-pub fn snapshot(root: &Path, skip: &[&str]) -> BTreeMap<String, FileState> {
+pub fn snapshot(root: &Path, skip: &[&str]) -> Tree {
     let mut map = BTreeMap::new();
     walk(root, root, skip, &mut map);
     map

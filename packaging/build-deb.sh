@@ -14,6 +14,17 @@ rm -rf "$stage"
 install -D -m 0755 target/release/mailbackup "$stage/usr/bin/mailbackup"
 install -D -m 0644 README.md "$stage/usr/share/doc/mailbackup/README.md"
 install -D -m 0644 packaging/copyright "$stage/usr/share/doc/mailbackup/copyright"
+# Man pages and completions, generated from the command-line definitions.
+docs=target/debian/docs
+rm -rf "$docs"
+target/release/mailbackup generate-docs "$docs" > /dev/null
+mkdir -p "$stage/usr/share/man/man1"
+for page in "$docs"/man/*.1; do
+    gzip -9n < "$page" > "$stage/usr/share/man/man1/$(basename "$page").gz"
+done
+install -D -m 0644 "$docs/completions/mailbackup.bash" "$stage/usr/share/bash-completion/completions/mailbackup"
+install -D -m 0644 "$docs/completions/_mailbackup" "$stage/usr/share/zsh/vendor-completions/_mailbackup"
+install -D -m 0644 "$docs/completions/mailbackup.fish" "$stage/usr/share/fish/vendor_completions.d/mailbackup.fish"
 mkdir -p "$stage/DEBIAN"
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" \
     -e "s/@SIZE@/$(du -sk --exclude=DEBIAN "$stage" | cut -f1)/" \

@@ -5,18 +5,23 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    install::InstallArgs, list::ListArgs, notify_failure::NotifyFailureArgs, prune::PruneArgs,
-    restore::RestoreArgs, run::RunArgs, status::StatusArgs, uninstall::UninstallArgs,
-    verify::VerifyArgs,
+    docs::GenerateDocsArgs, install::InstallArgs, list::ListArgs,
+    notify_failure::NotifyFailureArgs, prune::PruneArgs, restore::RestoreArgs, run::RunArgs,
+    status::StatusArgs, uninstall::UninstallArgs, verify::VerifyArgs,
 };
 use crate::config::DEFAULT_CONFIG;
 
 /// Encrypted, incremental backups of a Mail-in-a-Box with duplicity.
 ///
 /// systemd runs `mailbackup run` from mailbackup.service: it stops the mail
-/// services, backs up, starts them again and prunes old backups.
+/// services, backs up, starts them again and prunes old backups. Set it up
+/// with `mailbackup install`.
 #[derive(Debug, Parser)]
-#[command(name = "mailbackup", version)]
+#[command(
+    name = "mailbackup",
+    version,
+    after_help = "Examples:\n  mailbackup install\n  systemctl start mailbackup.service\n  mailbackup status\n  mailbackup restore --to /root/restored --path mail/mailboxes"
+)]
 pub struct Cli {
     /// The box's settings: KEY=VALUE lines with STORAGE_ROOT and STORAGE_USER.
     #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG)]
@@ -37,4 +42,6 @@ pub enum Command {
     Install(InstallArgs),
     Uninstall(UninstallArgs),
     NotifyFailure(NotifyFailureArgs),
+    #[command(hide = true)]
+    GenerateDocs(GenerateDocsArgs),
 }

@@ -33,5 +33,6 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Uninstall(args) => commands::uninstall::run(&cli.config, args),
         Command::NotifyFailure(args) => commands::notify_failure::run(&cli.config, args),
+        Command::GenerateDocs(args) => commands::docs::run(&cli.config, args),
     }
 }

@@ -42,6 +42,9 @@ fn debian_package() -> PathBuf {
 
 /// A booted container; powered off when dropped.
 struct Container {
+    cgroup: String,
+    /// STORAGE_ROOT in the container.
+    root: String,
     nspawn: Child,
     init: u32,
     _share: tempfile::TempDir,
@@ -51,6 +54,11 @@ impl Container {
     /// Boots the cached root with a throw-away overlay, the package in
     /// /srv/host, and waits until systemd reports the system running.
     fn boot() -> Container {
+        Container::boot_with_root("/home/user-data")
+    }
+
+    /// Boots a container whose box keeps its data in `root`.
+    fn boot_with_root(root_dir: &str) -> Container {
         let root = e2e_root();
         let deb = debian_package();
         let share = tempfile::Builder::new()
@@ -62,7 +70,19 @@ impl Container {
         let mut bind = std::ffi::OsString::from("--bind=");
         bind.push(share.path());
         bind.push(":/srv/host");
-        let nspawn = Command::new("systemd-nspawn")
+        // Without a systemd on the host, every container would share the
+        // host's cgroups, and their systemds would manage one another's
+        // units: each gets cgroups of its own first.
+        let cgroup = format!("mailbackup-e2e-{}", std::process::id());
+        let nspawn = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+                    if [ -e "$h/cgroup.procs" ]; then mkdir -p "$h/$0" && echo $$ > "$h/$0/cgroup.procs"; fi
+                done
+                exec systemd-nspawn "$@""#,
+            )
+            .arg(&cgroup)
             .args([
                 "--register=no",
                 "--keep-unit",
@@ -87,12 +107,22 @@ impl Container {
             std::thread::sleep(Duration::from_millis(100));
         }
         let c = Container {
+            cgroup,
+            root: root_dir.to_owned(),
             nspawn,
             init: init.expect("the container's systemd did not start"),
             _share: share,
         };
-        let state = c.sh("timeout 120 systemctl is-system-running --wait");
-        let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+        // Until systemd answers on its bus at all, then until it is up.
+        let mut state = String::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while state.is_empty() && Instant::now() < deadline {
+            let out = c.sh("timeout 120 systemctl is-system-running --wait");
+            state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if state.is_empty() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
         if state != "running" {
             let failed = c.sh("systemctl --failed --no-pager");
             panic!("the container is {state}: {}", describe(&failed));
@@ -138,24 +168,25 @@ impl Container {
             "",
             "installing the package started something"
         );
-        self.ok(&format!(
+        self.ok(&(format!("R={}\n", self.root) + &format!(
             r#"set -e
-            printf 'STORAGE_ROOT=/home/user-data\nSTORAGE_USER=user-data\nPRIMARY_HOSTNAME=box.example.com\n' > /etc/mailinabox.conf
-            m=/home/user-data/mail/mailboxes/example.com/alice
+            printf 'STORAGE_ROOT=%s\nSTORAGE_USER=user-data\nPRIMARY_HOSTNAME=box.example.com\n' "$R" > /etc/mailinabox.conf
+            echo 'administrator: root' >> /etc/aliases && newaliases
+            m=$R/mail/mailboxes/example.com/alice
             mkdir -p $m/cur $m/new $m/tmp
             i=0; while [ $i -lt 300 ]; do
                 printf 'Subject: message %s\r\n\r\nbody %s\r\n' $i $i > "$m/cur/1790000$i.M$i.box,S=40:2,S"; i=$((i+1))
             done
             echo 'first light' > "$m/new/1790001000.M1.box"
-            head -c {big_mb}M /dev/urandom > /home/user-data/mail/attachments.bin
-            sqlite3 /home/user-data/mail/users.sqlite "CREATE TABLE users (email TEXT); INSERT INTO users VALUES ('alice@example.com');"
-            chown -R 5000:5000 /home/user-data/mail && chmod -R go-rwx /home/user-data/mail
-            chown user-data /home/user-data
-            mkdir -p /home/user-data/backup
-            printf '#!/bin/sh\n{{ id -un; echo "$STORAGE_ROOT $PRIMARY_HOSTNAME"; }} > /home/user-data/hook-ran\n' > /home/user-data/backup/after-backup
-            chmod 755 /home/user-data/backup/after-backup
+            head -c {big_mb}M /dev/urandom > $R/mail/attachments.bin
+            sqlite3 $R/mail/users.sqlite "CREATE TABLE users (email TEXT); INSERT INTO users VALUES ('alice@example.com');"
+            chown -R 5000:5000 $R/mail && chmod -R go-rwx $R/mail
+            mkdir -p $R && chown user-data $R
+            mkdir -p $R/backup
+            printf '#!/bin/sh\n{{ id -un; echo "$STORAGE_ROOT $PRIMARY_HOSTNAME"; }} > $STORAGE_ROOT/hook-ran\n' > $R/backup/after-backup
+            chmod 755 $R/backup/after-backup
             "#
-        ));
+        )));
         self.ok("mailbackup install")
     }
 
@@ -202,8 +233,9 @@ impl Container {
     /// Waits for the hook's mark; returns its content, or None.
     fn hook_mark(&self, secs: u64) -> Option<String> {
         let out = self.sh(&format!(
-            "i=0; while [ $i -lt {} ] && [ ! -e /home/user-data/hook-ran ]; do sleep 0.1; i=$((i+1)); done; cat /home/user-data/hook-ran",
-            secs * 10
+            "i=0; while [ $i -lt {} ] && [ ! -e {root}/hook-ran ]; do sleep 0.1; i=$((i+1)); done; cat {root}/hook-ran",
+            secs * 10,
+            root = self.root
         ));
         out.status
             .success()
@@ -215,20 +247,37 @@ impl Container {
     /// mtimes.
     fn assert_restore_equals_live(&self) {
         self.ok(
-            r#"set -e
+            &(format!("R={}\n", self.root)
+                + r#"set -e
             rm -rf /tmp/r && mkdir -m 700 /tmp/r /tmp/r/gnupg
-            PASSPHRASE="$(head -n1 /home/user-data/backup/secret_key.txt)" GNUPGHOME=/tmp/r/gnupg \
-                duplicity restore --archive-dir /tmp/r/cache file:///home/user-data/backup/encrypted /tmp/r/data >/dev/null
+            PASSPHRASE="$(head -n1 $R/backup/secret_key.txt)" GNUPGHOME=/tmp/r/gnupg \
+                duplicity restore --archive-dir /tmp/r/cache file://$R/backup/encrypted /tmp/r/data >/dev/null
             list() { cd "$1" && find . -mindepth 1 \( -path ./backup -o -path ./hook-ran \) -prune -o -exec stat -c '%n %F %a %u %g %Y %s' {} + | sort; }
-            list /home/user-data > /tmp/r/want; list /tmp/r/data > /tmp/r/got
+            list $R > /tmp/r/want; list /tmp/r/data > /tmp/r/got
             diff /tmp/r/want /tmp/r/got
-            diff -r --exclude=backup --exclude=hook-ran /home/user-data /tmp/r/data
-            "#,
+            diff -r --exclude=backup --exclude=hook-ran $R /tmp/r/data
+            "#),
         );
     }
 
     fn count(&self, script: &str) -> usize {
         self.ok(script).trim().parse().unwrap()
+    }
+}
+
+impl Container {
+    fn remove_cgroups(&self) {
+        for h in [
+            "/sys/fs/cgroup/systemd",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
+            let _ = Command::new("find")
+                .arg(format!("{h}/{}", self.cgroup))
+                .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -238,6 +287,7 @@ impl Drop for Container {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.nspawn.try_wait() {
+                self.remove_cgroups();
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -246,6 +296,7 @@ impl Drop for Container {
         unsafe { libc::kill(self.init as i32, libc::SIGKILL) };
         let _ = self.nspawn.kill();
         let _ = self.nspawn.wait();
+        self.remove_cgroups();
     }
 }
 
@@ -288,9 +339,11 @@ fn install_back_up_join_and_uninstall() {
         "{out}"
     );
     assert_eq!(c.ok("systemctl is-enabled mailbackup.timer"), "enabled\n");
-    assert!(c
-        .ok("systemctl list-timers --no-pager")
-        .contains("mailbackup.timer"));
+    let timers = c.ok("systemctl list-timers --no-pager");
+    assert!(
+        timers.contains("mailbackup.timer") && timers.contains("mailbackup-verify.timer"),
+        "{timers}"
+    );
     assert_eq!(
         c.ok("mailbackup install").trim(),
         "mailbackup is installed already: nothing changed"
@@ -302,7 +355,7 @@ fn install_back_up_join_and_uninstall() {
         rc,
         0,
         "{}",
-        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -80")
     );
     assert!(!during.is_empty(), "duplicity was never seen running");
     assert!(
@@ -321,6 +374,19 @@ fn install_back_up_join_and_uninstall() {
         1
     );
 
+    // The verification: mail stopped, an increment, the whole backup compared.
+    let out = c.sh("systemctl start mailbackup-verify.service");
+    assert!(
+        out.status.success(),
+        "{}",
+        c.ok("journalctl -u mailbackup-verify.service --no-pager | tail -30")
+    );
+    assert!(c
+        .ok("journalctl -u mailbackup-verify.service -o cat --no-pager")
+        .contains("the latest backup matches"));
+    c.mail_is_up();
+    assert_eq!(c.sh("mailbackup status --check").status.code(), Some(0));
+
     // Two starts at once: one backup.
     let runs = c.count(DUPLICITY_RUNS);
     c.ok("echo more > /home/user-data/mail/later.txt");
@@ -328,7 +394,7 @@ fn install_back_up_join_and_uninstall() {
     assert_eq!(c.count(DUPLICITY_RUNS), runs + 1);
     assert_eq!(
         c.count("ls /home/user-data/backup/encrypted | grep -c manifest"),
-        2
+        3
     );
     c.mail_is_up();
 
@@ -367,13 +433,31 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     assert_ne!(c.result(), "success");
     assert_eq!(c.hook_mark(3), None, "the hook ran after a failed backup");
 
+    // The administrator hears of it: real postfix delivers to root's mailbox.
+    let mail = c.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
+    assert!(
+        mail.contains("Subject: [box.example.com] mailbackup.service failed (exit-code)"),
+        "{mail}"
+    );
+    assert!(mail.contains("To: administrator@box.example.com"), "{mail}");
+    assert!(
+        mail.contains("No space left on device"),
+        "no journal in: {mail}"
+    );
+    let key = c.ok("head -n1 /home/user-data/backup/secret_key.txt");
+    assert!(!mail.contains(key.trim()), "the passphrase is in the mail");
+    let out = c.sh("mailbackup status --check");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(line.contains("the last backup run failed"), "{line}");
+
     c.ok("mount -o remount,size=64m /home/user-data/backup/encrypted");
     let (rc, _) = c.start_backup_watching();
     assert_eq!(
         rc,
         0,
         "{}",
-        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -80")
     );
     c.mail_is_up();
     assert!(c.hook_mark(20).is_some());
@@ -384,16 +468,22 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
 fn a_killed_backup_brings_the_mail_back() {
     let c = Container::boot();
     c.set_up_box(80);
-    let out = c.sh(
-        r#"systemctl start mailbackup.service & s=$!
-        i=0; until pgrep -f 'bin/duplicit[y] full' >/dev/null; do sleep 0.1; i=$((i+1)); [ $i -lt 600 ] || exit 9; done
+    let out = c.sh(r#"systemctl start mailbackup.service & s=$!
+        i=0; until pgrep -f 'bin/duplicit[y] full' >/dev/null; do
+            kill -0 $s 2>/dev/null || { wait $s; echo "ended before duplicity ran: rc=$?"; exit 8; }
+            sleep 0.1; i=$((i+1)); [ $i -lt 600 ] || exit 9
+        done
         sleep 1
         systemctl is-active postfix.service dovecot.service | tr '\n' ' '; echo
         systemctl kill --signal=KILL mailbackup.service
-        wait $s; echo "rc=$?""#,
-    );
+        wait $s; echo "rc=$?""#);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("inactive inactive"), "{}", describe(&out));
+    assert!(
+        text.starts_with("inactive inactive"),
+        "{}\n{}",
+        describe(&out),
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+    );
     assert!(!text.contains("rc=0"), "{}", describe(&out));
     c.mail_is_up();
     assert_eq!(c.result(), "signal");
@@ -404,8 +494,98 @@ fn a_killed_backup_brings_the_mail_back() {
         rc,
         0,
         "{}",
-        c.ok("journalctl -u mailbackup.service --no-pager | tail -40")
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -80")
     );
     c.mail_is_up();
     c.assert_restore_equals_live();
+}
+
+#[test]
+fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
+    let c = Container::boot_with_root("/srv/box/user-data");
+    c.ok("mkdir -p /srv/box && mount -t tmpfs -o size=24m tmpfs /srv/box");
+    c.set_up_box(6);
+    let (rc, _) = c.start_backup_watching();
+    assert_eq!(
+        rc,
+        0,
+        "{}",
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -80")
+    );
+    c.hook_mark(20);
+    let tree = "cd /srv/box/user-data && find . -path ./backup -prune -o -path ./hook-ran -prune -o -print | sort";
+    let backed_up = c.ok(tree);
+
+    // Damage, then put the backup back in place.
+    c.ok("rm -rf /srv/box/user-data/mail/mailboxes && echo broken > /srv/box/user-data/mail/users.sqlite");
+    let since = c.ok("date +%s").trim().to_owned();
+    let out = c.ok("mailbackup restore --in-place --yes 2>&1");
+    c.mail_is_up();
+    let stops = format!(
+        "journalctl -u postfix.service -u dovecot.service --since @{since} -o cat --no-pager | grep -c '^Stopped' || true"
+    );
+    assert_eq!(c.count(&stops), 2, "{out}");
+    assert_eq!(c.ok(tree), backed_up);
+    assert_eq!(c.ok("ls /srv/box | grep -c before-restore"), "1\n", "{out}");
+    assert!(c
+        .ok("cat /srv/box/user-data.before-restore-*/mail/users.sqlite")
+        .contains("broken"));
+    c.assert_restore_equals_live();
+
+    // No room for another copy: refused before the mail is touched.
+    let since = c.ok("sleep 1; date +%s").trim().to_owned();
+    let before = c.ok("cd /srv/box && find . | sort | md5sum");
+    let out = c.sh("mailbackup restore --in-place --yes");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("free"),
+        "{}",
+        describe(&out)
+    );
+    c.mail_is_up();
+    let stops = format!(
+        "journalctl -u postfix.service -u dovecot.service --since @{since} -o cat --no-pager | grep -c '^Stopp' || true"
+    );
+    assert_eq!(c.count(&stops), 0);
+    assert_eq!(c.ok("cd /srv/box && find . | sort | md5sum"), before);
+}
+
+#[test]
+fn the_package_ships_the_binary_docs_and_completions() {
+    let deb = debian_package();
+    let out = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for file in [
+        "./usr/bin/mailbackup",
+        "./usr/share/man/man1/mailbackup.1.gz",
+        "./usr/share/man/man1/mailbackup-restore.1.gz",
+        "./usr/share/bash-completion/completions/mailbackup",
+        "./usr/share/zsh/vendor-completions/_mailbackup",
+        "./usr/share/fish/vendor_completions.d/mailbackup.fish",
+    ] {
+        assert!(
+            listing.contains(file),
+            "{file} missing from the package:\n{listing}"
+        );
+    }
+    let out = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .arg("Depends")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("duplicity"));
+    let out = Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&out.stdout);
+    for script in ["postinst", "preinst", "prerm", "postrm"] {
+        assert!(!info.contains(script), "the package has a {script}: {info}");
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments (whose doc comments are its
 //! `--help`) and the function that does its I/O around the pure cores.
 
+pub mod docs;
 pub mod install;
 pub mod list;
 pub mod notify_failure;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::{
     docs::GenerateDocsArgs, install::InstallArgs, list::ListArgs,
     notify_failure::NotifyFailureArgs, prune::PruneArgs, restore::RestoreArgs, run::RunArgs,
-    status::StatusArgs, uninstall::UninstallArgs, verify::VerifyArgs,
+    snapshot::SnapshotArgs, status::StatusArgs, uninstall::UninstallArgs, verify::VerifyArgs,
 };
 use crate::config::DEFAULT_CONFIG;
 
@@ -34,6 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
+    Snapshot(SnapshotArgs),
     Prune(PruneArgs),
     Status(StatusArgs),
     Restore(RestoreArgs),

@@ -114,6 +114,10 @@ pub struct Layout {
     pub legacy_trash: PathBuf,
     /// `backup/after-backup`: the operator's hook.
     pub hook: PathBuf,
+    /// `backup/snapshot/`: the data as it was when the services stopped.
+    pub snapshot_dir: PathBuf,
+    /// Where a snapshot is built before it is complete.
+    pub snapshot_partial: PathBuf,
 }
 
 impl Layout {
@@ -128,6 +132,8 @@ impl Layout {
             legacy_dir: backup_dir.join("duplicity"),
             legacy_trash: backup_dir.join("duplicity.migrated"),
             hook: backup_dir.join("after-backup"),
+            snapshot_dir: backup_dir.join("snapshot"),
+            snapshot_partial: backup_dir.join("snapshot.partial"),
             backup_dir,
         }
     }

@@ -44,22 +44,41 @@ fn archive_dir(layout: &Layout) -> [OsString; 2] {
     ["--archive-dir".into(), layout.cache_dir.clone().into()]
 }
 
-/// The arguments of one backup of `STORAGE_ROOT` without its `backup/`
-/// directory, except for the directories in `include` (which lie inside it).
-pub fn backup_args(layout: &Layout, mode: BackupMode, include: &[PathBuf]) -> Vec<OsString> {
+/// What a backup reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `STORAGE_ROOT` without its `backup/` directory, except for the
+    /// directories in `include` (which lie inside it).
+    Live { include: Vec<PathBuf> },
+    /// A snapshot of `STORAGE_ROOT` (see `snapshot.rs`), backed up in its
+    /// place: the paths in the backup are the same.
+    Snapshot,
+}
+
+/// The arguments of one backup.
+pub fn backup_args(layout: &Layout, mode: BackupMode, source: &Source) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![mode.action().into()];
     args.extend(archive_dir(layout));
-    for dir in include {
-        args.extend(["--include".into(), dir.clone().into_os_string()]);
-    }
+    let dir = match source {
+        Source::Live { include } => {
+            for dir in include {
+                args.extend(["--include".into(), dir.clone().into_os_string()]);
+            }
+            args.extend([
+                "--exclude".into(),
+                layout.backup_dir.clone().into_os_string(),
+            ]);
+            &layout.storage_root
+        }
+        Source::Snapshot => &layout.snapshot_dir,
+    };
     args.extend([
-        "--exclude".into(),
-        layout.backup_dir.clone().into_os_string(),
         "--volsize".into(),
         VOLSIZE_MB.to_string().into(),
-        // A box whose hostname changed must keep backing up.
+        // A box whose hostname changed, or a snapshot in the place of the
+        // live data, must keep backing up.
         "--allow-source-mismatch".into(),
-        layout.storage_root.clone().into_os_string(),
+        dir.clone().into_os_string(),
         target_url(layout),
     ]);
     args
@@ -304,7 +323,11 @@ mod tests {
     #[test]
     fn backup_command_line_is_the_reference_one() {
         assert_eq!(
-            strings(backup_args(&layout(), BackupMode::Incremental, &[])),
+            strings(backup_args(
+                &layout(),
+                BackupMode::Incremental,
+                &Source::Live { include: vec![] }
+            )),
             [
                 "incr",
                 "--archive-dir",
@@ -325,7 +348,9 @@ mod tests {
         let args = strings(backup_args(
             &layout(),
             BackupMode::Full,
-            &[PathBuf::from("/home/user data/backup/duplicity")],
+            &Source::Live {
+                include: vec![PathBuf::from("/home/user data/backup/duplicity")],
+            },
         ));
         assert_eq!(args[0], "full");
         assert_eq!(
@@ -335,6 +360,23 @@ mod tests {
                 "/home/user data/backup/duplicity",
                 "--exclude",
                 "/home/user data/backup"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_is_backed_up_in_the_place_of_the_data() {
+        assert_eq!(
+            strings(backup_args(&layout(), BackupMode::Full, &Source::Snapshot)),
+            [
+                "full",
+                "--archive-dir",
+                "/home/user data/backup/cache",
+                "--volsize",
+                "250",
+                "--allow-source-mismatch",
+                "/home/user data/backup/snapshot",
+                "file:///home/user data/backup/encrypted",
             ]
         );
     }

@@ -13,6 +13,7 @@ pub mod migration;
 pub mod notify;
 pub mod pytime;
 pub mod report;
+pub mod snapshot;
 pub mod sys;
 pub mod systemd;
 pub mod units;
@@ -25,6 +26,7 @@ use cli::{Cli, Command};
 pub fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Run(args) => commands::run::run(&cli.config, args),
+        Command::Snapshot(args) => commands::snapshot::run(&cli.config, args),
         Command::Prune(args) => commands::prune::run(&cli.config, args),
         Command::Status(args) => commands::status::run(&cli.config, args),
         Command::Restore(args) => commands::restore::run(&cli.config, args),

@@ -7,8 +7,9 @@ use std::fs;
 
 use common::*;
 
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "run",
+    "snapshot",
     "prune",
     "status",
     "restore",

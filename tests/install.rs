@@ -49,6 +49,7 @@ fn default_settings() -> UnitSettings {
         bin: "/usr/bin/mailbackup".into(),
         on_calendar: "daily".into(),
         services: vec!["dovecot.service".into(), "postfix.service".into()],
+        downtime: units::Downtime::Snapshot,
         verify_calendar: Some("monthly".into()),
         mail_to: "administrator@box.example.com".into(),
     }
@@ -74,6 +75,7 @@ fn golden_units_customised() {
                 "postfix@-.service".into(),
                 "nginx.service".into(),
             ],
+            downtime: units::Downtime::Full,
             verify_calendar: None,
             mail_to: "ops+backup@example.org".into(),
         },

@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::key;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
 use crate::units::{
-    self, UnitFile, UnitSettings, DEFAULT_SERVICES, GENERATED_MARK, SERVICE, VERIFY_TIMER,
-    VERIFY_UNITS,
+    self, Downtime, UnitFile, UnitSettings, DEFAULT_SERVICES, GENERATED_MARK, SERVICE,
+    VERIFY_TIMER, VERIFY_UNITS,
 };
 
 /// Install the systemd units that run the backup, and enable its timers.
@@ -42,6 +42,11 @@ pub struct InstallArgs {
     /// The services stopped during the backup, in this order.
     #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 1.., default_values = DEFAULT_SERVICES)]
     pub services: Vec<String>,
+
+    /// How long the mail services are down: during a snapshot of the data
+    /// (seconds), or during the whole backup.
+    #[arg(long, value_enum, default_value_t = Downtime::Snapshot)]
+    pub downtime: Downtime,
 
     /// When to verify the backup (OnCalendar= syntax), or `never`.
     #[arg(long, value_name = "SPEC", default_value = "monthly")]
@@ -120,6 +125,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         bin,
         on_calendar: args.on_calendar.clone(),
         services: args.services.clone(),
+        downtime: args.downtime,
         verify_calendar,
         mail_to,
     })?;

@@ -8,6 +8,7 @@ pub mod notify_failure;
 pub mod prune;
 pub mod restore;
 pub mod run;
+pub mod snapshot;
 pub mod status;
 pub mod uninstall;
 pub mod verify;

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::config::Config;
-use crate::duplicity::{self, BackupMode, Duplicity, EXIT_USER_ERROR};
+use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
 use crate::inventory::{Backup, Inventory};
 use crate::migration;
 use crate::report::should_force_full;
@@ -18,12 +18,19 @@ use crate::report::should_force_full;
 /// stop the mail services, prune or run the after-backup hook: the systemd
 /// units do that.
 ///
+/// With --from-snapshot it backs up the snapshot that `mailbackup snapshot`
+/// took while the mail services were stopped, in the place of STORAGE_ROOT.
+///
 /// Example: mailbackup run --full
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Make a full backup even if an incremental one would do.
     #[arg(long)]
     pub full: bool,
+
+    /// Back up the snapshot in STORAGE_ROOT/backup/snapshot instead of the live data.
+    #[arg(long)]
+    pub from_snapshot: bool,
 }
 
 /// Which kind of backup to make, and why, for the log.
@@ -50,6 +57,12 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     let inventory = Inventory::scan(&layout.encrypted_dir)?;
     let key = super::load_key(&config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase)?;
+    if args.from_snapshot && !layout.snapshot_dir.is_dir() {
+        bail!(
+            "there is no snapshot in {}: `mailbackup snapshot` takes one while the mail services are stopped",
+            layout.snapshot_dir.display()
+        );
+    }
 
     migration::finish_interrupted(&layout)?;
     let legacy = migration::legacy_dir(&layout);
@@ -72,8 +85,18 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         },
         layout.storage_root.display()
     );
-    let include: Vec<_> = legacy.iter().cloned().collect();
-    let outcome = duplicity.run(&duplicity::backup_args(&layout, mode, &include))?;
+    let source = if args.from_snapshot {
+        eprintln!(
+            "mailbackup: from the snapshot in {}",
+            layout.snapshot_dir.display()
+        );
+        Source::Snapshot
+    } else {
+        Source::Live {
+            include: legacy.iter().cloned().collect(),
+        }
+    };
+    let outcome = duplicity.run(&duplicity::backup_args(&layout, mode, &source))?;
     if outcome.code == EXIT_USER_ERROR && outcome.locked_out {
         eprintln!(
             "mailbackup: another backup is already running (duplicity holds the lock in {}); this run did nothing",
@@ -88,7 +111,13 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         );
         return Ok(outcome.code);
     }
-    if legacy.is_some() {
+    let legacy_backed_up = match source {
+        Source::Live { .. } => legacy.is_some(),
+        Source::Snapshot => {
+            legacy.is_some() && layout.snapshot_dir.join("backup/duplicity").is_dir()
+        }
+    };
+    if legacy_backed_up {
         migration::complete(&layout)?;
     }
     Ok(0)

@@ -1,0 +1,215 @@
+//! Snapshot mode with real duplicity: the snapshot holds the data as it was
+//! when the services stopped, later changes do not leak into that backup nor
+//! break the next, leftovers are cleaned up and never backed up.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn next_second() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What the services do once they run again: a delivery, a flag change, an
+/// expunge, a rewritten index, a database write.
+fn mail_goes_on(root: &Path) {
+    let alice = root.join("mail/mailboxes/example.com/alice");
+    fs::write(
+        alice.join("new/1800000001.M1.box.example.com"),
+        "Subject: after\r\n\r\nafter\r\n",
+    )
+    .unwrap();
+    let mut cur: Vec<_> = fs::read_dir(alice.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cur.sort();
+    fs::rename(&cur[0], cur[0].with_extension("host:2,RS")).unwrap();
+    fs::remove_file(&cur[1]).unwrap();
+    fs::write(alice.join("dovecot.index"), [42u8; 6000]).unwrap();
+    let out = Command::new("sqlite3")
+        .arg(root.join("mail/users.sqlite"))
+        .arg("INSERT INTO users (email, password) VALUES ('late@example.com', 'x');")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_snapshot_backup_holds_the_data_as_it_was_when_taken() {
+    for flavor in flavors() {
+        let mailbox = MailBox::new().with_flavor(&flavor);
+        make_mail_store(&mailbox.root, 300);
+        let at_stop = live_state(&mailbox.root);
+
+        let out = mailbox.ok(&["snapshot"]);
+        assert!(stderr(&out).contains("messages linked"), "{}", stderr(&out));
+        let snap = mailbox.root.join("backup/snapshot");
+        // The snapshot is the data, owners, modes and times included.
+        assert_same_tree(&at_stop, &snapshot(&snap, &[]));
+        // Messages are hard links; everything else is a copy.
+        let message = "mail/mailboxes/example.com/bob/cur";
+        let first = fs::read_dir(snap.join(message))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let original = mailbox.root.join(message).join(first.file_name());
+        assert_eq!(
+            first.metadata().unwrap().ino(),
+            fs::metadata(&original).unwrap().ino()
+        );
+        let index = "mail/mailboxes/example.com/bob/dovecot.index";
+        assert_ne!(
+            fs::metadata(snap.join(index)).unwrap().ino(),
+            fs::metadata(mailbox.root.join(index)).unwrap().ino()
+        );
+
+        // The services run again and change things; the backup does not see
+        // it. (A second later: duplicity tells changes by size and mtime, in
+        // whole seconds.)
+        next_second();
+        mail_goes_on(&mailbox.root);
+        mailbox.ok(&["run", "--from-snapshot"]);
+        mailbox.ok(&["snapshot", "--remove"]);
+        assert!(!snap.exists());
+        let restored = plain_restore(&mailbox, &flavor, None);
+        assert_same_tree(&at_stop, &snapshot(&restored, &[]));
+
+        // The next snapshot backup is an increment with the changes.
+        next_second();
+        let now = live_state(&mailbox.root);
+        mailbox.ok(&["snapshot"]);
+        mailbox.ok(&["run", "--from-snapshot"]);
+        mailbox.ok(&["snapshot", "--remove"]);
+        assert_eq!(mailbox.kinds(), ["inc", "full"]);
+        let restored = plain_restore(&mailbox, &flavor, None);
+        assert_same_tree(&now, &snapshot(&restored, &[]));
+
+        // And a live backup after that continues the same chain.
+        next_second();
+        mailbox.ok(&["run"]);
+        assert_eq!(mailbox.kinds(), ["inc", "inc", "full"]);
+        let restored = plain_restore(&mailbox, &flavor, None);
+        assert_same_tree(&now, &snapshot(&restored, &[]));
+    }
+}
+
+#[test]
+fn a_leftover_snapshot_is_replaced_and_never_backed_up() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 30);
+    // What a killed run left: a half-built and a complete, stale snapshot.
+    fs::create_dir_all(mailbox.root.join("backup/snapshot.partial/mail")).unwrap();
+    fs::create_dir_all(mailbox.root.join("backup/snapshot/stale")).unwrap();
+    fs::write(mailbox.root.join("backup/snapshot/stale/old.txt"), "old").unwrap();
+
+    // A live backup never holds them.
+    mailbox.ok(&["run"]);
+    let restored = plain_restore(&mailbox, flavor, None);
+    assert!(!restored.join("backup").exists());
+    assert_same_tree(&live_state(&mailbox.root), &snapshot(&restored, &[]));
+
+    // The next snapshot replaces them.
+    mailbox.ok(&["snapshot"]);
+    assert!(!mailbox.root.join("backup/snapshot.partial").exists());
+    assert!(!mailbox.root.join("backup/snapshot/stale").exists());
+    assert_same_tree(
+        &live_state(&mailbox.root),
+        &snapshot(&mailbox.root.join("backup/snapshot"), &[]),
+    );
+
+    // run --from-snapshot without a snapshot refuses rather than back up
+    // the live data behind the operator's back.
+    mailbox.ok(&["snapshot", "--remove"]);
+    let out = mailbox.run(&["run", "--from-snapshot"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no snapshot"), "{}", stderr(&out));
+}
+
+#[test]
+fn without_hard_links_messages_are_copied_and_it_says_so() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 60);
+    // backup/ on another filesystem.
+    let backup = mailbox.root.join("backup");
+    let key = fs::read(mailbox.key_file()).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&backup)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let result = std::panic::catch_unwind(|| {
+        fs::write(mailbox.key_file(), &key).unwrap();
+        let out = mailbox.ok(&["snapshot"]);
+        assert!(
+            stderr(&out).contains("copying messages instead"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(" 0 messages linked"),
+            "{}",
+            stderr(&out)
+        );
+        assert_same_tree(
+            &live_state(&mailbox.root),
+            &snapshot(&backup.join("snapshot"), &[]),
+        );
+        mailbox.ok(&["run", "--from-snapshot"]);
+        let restored = plain_restore(&mailbox, flavor, None);
+        assert_same_tree(&live_state(&mailbox.root), &snapshot(&restored, &[]));
+    });
+    let _ = Command::new("umount").arg(&backup).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// A file the services rewrite right after the snapshot, same size, is not
+/// taken for unchanged by the next backup: they start again only once the
+/// clock has passed the second of the newest copied file.
+#[test]
+fn a_rewrite_right_after_the_snapshot_is_in_the_next_backup() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 30);
+    let index = mailbox
+        .root
+        .join("mail/mailboxes/example.com/alice/dovecot.index");
+    fs::write(&index, [1u8; 4096]).unwrap();
+    mailbox.ok(&["snapshot"]);
+    // The services are back: Dovecot rewrites its index at once.
+    fs::write(&index, [2u8; 4096]).unwrap();
+    let copied = fs::metadata(
+        mailbox
+            .root
+            .join("backup/snapshot/mail/mailboxes/example.com/alice/dovecot.index"),
+    )
+    .unwrap();
+    assert!(
+        fs::metadata(&index).unwrap().mtime() > copied.mtime(),
+        "the rewrite has the snapshot's mtime"
+    );
+    mailbox.ok(&["run", "--from-snapshot"]);
+    mailbox.ok(&["snapshot"]);
+    mailbox.ok(&["run", "--from-snapshot"]);
+    let restored = plain_restore(&mailbox, flavor, None);
+    assert_eq!(
+        fs::read(restored.join("mail/mailboxes/example.com/alice/dovecot.index")).unwrap(),
+        [2u8; 4096]
+    );
+}

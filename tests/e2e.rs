@@ -159,7 +159,7 @@ impl Container {
     /// the mail user (with `big_mb` of incompressible data, so that the
     /// backup takes a while) and an after-backup hook, then installs the
     /// units.
-    fn set_up_box(&self, big_mb: u32) -> String {
+    fn set_up_box(&self, big_mb: u32, install_args: &str) -> String {
         let listing = self.ok(
             "dpkg -i /srv/host/mailbackup.deb >/dev/null && systemctl list-units --all --no-legend 'mailbackup*'",
         );
@@ -187,7 +187,7 @@ impl Container {
             chmod 755 $R/backup/after-backup
             "#
         )));
-        self.ok("mailbackup install")
+        self.ok(&format!("mailbackup install {install_args}"))
     }
 
     /// Starts the backup and watches postfix and dovecot while duplicity runs.
@@ -329,7 +329,8 @@ const DUPLICITY_RUNS: &str = "journalctl -u mailbackup.service -o cat --no-pager
 #[test]
 fn install_back_up_join_and_uninstall() {
     let c = Container::boot();
-    let out = c.set_up_box(40);
+    // The reference's shape: mail down for the whole duplicity run.
+    let out = c.set_up_box(40, "--downtime full");
     assert!(
         out.contains("created /etc/systemd/system/mailbackup.service"),
         "{out}"
@@ -345,7 +346,7 @@ fn install_back_up_join_and_uninstall() {
         "{timers}"
     );
     assert_eq!(
-        c.ok("mailbackup install").trim(),
+        c.ok("mailbackup install --downtime full").trim(),
         "mailbackup is installed already: nothing changed"
     );
 
@@ -421,7 +422,7 @@ fn install_back_up_join_and_uninstall() {
 #[test]
 fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     let c = Container::boot();
-    c.set_up_box(4);
+    c.set_up_box(4, "--downtime full");
     c.ok("mkdir -p /home/user-data/backup/encrypted && mount -t tmpfs -o size=256k tmpfs /home/user-data/backup/encrypted");
     let (rc, during) = c.start_backup_watching();
     assert_ne!(rc, 0);
@@ -467,7 +468,7 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
 #[test]
 fn a_killed_backup_brings_the_mail_back() {
     let c = Container::boot();
-    c.set_up_box(80);
+    c.set_up_box(80, "--downtime full");
     let out = c.sh(r#"systemctl start mailbackup.service & s=$!
         i=0; until pgrep -f 'bin/duplicit[y] full' >/dev/null; do
             kill -0 $s 2>/dev/null || { wait $s; echo "ended before duplicity ran: rc=$?"; exit 8; }
@@ -504,7 +505,7 @@ fn a_killed_backup_brings_the_mail_back() {
 fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     let c = Container::boot_with_root("/srv/box/user-data");
     c.ok("mkdir -p /srv/box && mount -t tmpfs -o size=24m tmpfs /srv/box");
-    c.set_up_box(6);
+    c.set_up_box(6, "");
     let (rc, _) = c.start_backup_watching();
     assert_eq!(
         rc,
@@ -588,4 +589,109 @@ fn the_package_ships_the_binary_docs_and_completions() {
     for script in ["postinst", "preinst", "prerm", "postrm"] {
         assert!(!info.contains(script), "the package has a {script}: {info}");
     }
+}
+
+/// The downtime of the last run of mailbackup.service: from the first stop
+/// of dovecot or postfix to the moment both run again, from the journal.
+fn downtime_seconds(c: &Container, since: &str) -> f64 {
+    let out = c.ok(&format!(
+        "journalctl -u dovecot.service -u postfix@-.service --since @{since} -o short-unix --no-pager"
+    ));
+    let stamp = |l: &str| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<f64>().ok())
+    };
+    let first_stop = out
+        .lines()
+        .find(|l| l.contains("Stopping"))
+        .and_then(stamp)
+        .unwrap_or_else(|| panic!("no stop in the journal:\n{out}"));
+    let last_start = out
+        .lines()
+        .filter(|l| l.contains("Started"))
+        .filter_map(stamp)
+        .fold(f64::NAN, f64::max);
+    assert!(last_start > first_stop, "{out}");
+    last_start - first_stop
+}
+
+#[test]
+fn snapshot_mode_keeps_mail_flowing_and_loses_none() {
+    let c = Container::boot();
+    let out = c.set_up_box(60, "");
+    assert!(
+        out.contains("created /etc/systemd/system/mailbackup.service"),
+        "{out}"
+    );
+    // A local user whose mail postfix delivers into a Maildir in STORAGE_ROOT.
+    c.ok(r#"set -e
+        useradd --home-dir /home/user-data/carol --no-create-home carol
+        mkdir -p /home/user-data/carol && chown carol /home/user-data/carol
+        postconf -e home_mailbox=Maildir/
+        systemctl reload postfix"#);
+    let since = c.ok("date +%s.%N").trim().to_owned();
+    // Mail keeps coming while the backup runs: 60 messages, 0.1 s apart.
+    let out = c.sh(
+        r#"( i=1; while [ $i -le 60 ]; do
+               printf 'Subject: flow-%s\n\nmessage %s\n' $i $i | /usr/sbin/sendmail carol; i=$((i+1)); sleep 0.1
+             done ) & d=$!
+        sleep 0.5
+        systemctl start mailbackup.service & s=$!
+        during=0
+        while kill -0 $s 2>/dev/null; do
+            if pgrep -f 'bin/duplicit[y] (full|incr)' >/dev/null; then
+                echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '\n' ' ')"
+            fi
+            sleep 0.1
+        done
+        wait $s; echo "rc=$?"; wait $d"#,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("rc=0"),
+        "{}\n{}",
+        describe(&out),
+        c.ok("journalctl -u mailbackup.service --no-pager | tail -60")
+    );
+    let during: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("during: "))
+        .collect();
+    assert!(!during.is_empty(), "duplicity was never seen running");
+    assert!(
+        during.iter().all(|d| d.trim() == "active active"),
+        "mail was down while duplicity ran: {during:?}"
+    );
+    let downtime = downtime_seconds(&c, &since);
+    assert!(downtime <= 2.0, "the mail was down {downtime:.2} s");
+    assert!(
+        !c.ok("ls /home/user-data/backup").contains("snapshot"),
+        "the snapshot was left behind"
+    );
+
+    // None lost: every message is delivered; those not in the backup came after it.
+    c.ok("i=0; until [ \"$(postqueue -p)\" = 'Mail queue is empty' ]; do sleep 0.2; i=$((i+1)); [ $i -lt 300 ] || exit 1; done");
+    let delivered =
+        c.count("grep -l '^Subject: flow-' /home/user-data/carol/Maildir/new/* | wc -l");
+    assert_eq!(delivered, 60, "messages were lost");
+    c.ok(
+        r#"set -e
+        rm -rf /tmp/r && mkdir -m 700 /tmp/r /tmp/r/gnupg
+        PASSPHRASE="$(head -n1 /home/user-data/backup/secret_key.txt)" GNUPGHOME=/tmp/r/gnupg \
+            duplicity restore --archive-dir /tmp/r/cache file:///home/user-data/backup/encrypted /tmp/r/data >/dev/null"#,
+    );
+    let in_backup = c.count(
+        "cat /tmp/r/data/carol/Maildir/new/* 2>/dev/null | grep -c '^Subject: flow-' || true",
+    );
+    assert!(
+        in_backup > 0 && in_backup < 60,
+        "{in_backup} of 60 in the backup: the backup did not run while mail came"
+    );
+    // Every message in the backup is a message delivered, byte for byte.
+    c.ok("cd /tmp/r/data/carol/Maildir/new && for f in *; do cmp \"$f\" \"/home/user-data/carol/Maildir/new/$f\"; done");
+
+    // The next backup takes the rest.
+    c.ok("systemctl start mailbackup.service");
+    c.assert_restore_equals_live();
 }

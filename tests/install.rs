@@ -148,6 +148,7 @@ fn installed_units_verify_cleanly() {
             "mailbackup-verify.service",
             "mailbackup-verify.timer",
             "mailbackup-failure@mailbackup.service.service",
+            "mailbackup-snapshot.service",
         ])
         .output()
         .expect("systemd-analyze is missing: run tests/setup.sh first");
@@ -168,7 +169,11 @@ fn installed_units_verify_cleanly() {
 
 #[test]
 fn the_services_are_locked_down() {
-    for name in [units::SERVICE, units::VERIFY_SERVICE] {
+    for name in [
+        units::SERVICE,
+        units::VERIFY_SERVICE,
+        units::SNAPSHOT_SERVICE,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let rendered = units::render(&default_settings()).unwrap();
         let service = rendered.iter().find(|u| u.name == name).unwrap();

@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::key;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
 use crate::units::{
-    self, Downtime, UnitFile, UnitSettings, DEFAULT_SERVICES, GENERATED_MARK, SERVICE,
-    VERIFY_TIMER, VERIFY_UNITS,
+    self, Downtime, UnitFile, UnitSettings, DEFAULT_SERVICES, GENERATED_MARK, OPTIONAL_UNITS,
+    SERVICE, VERIFY_TIMER,
 };
 
 /// Install the systemd units that run the backup, and enable its timers.
@@ -136,9 +136,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         let path = dir.join(unit.name);
         plan.push((unit, change_for(unit, read_unit(&path)?.as_deref()), path));
     }
-    // Verify units of an earlier install, now that verification is off.
+    // Units of an earlier install that these settings no longer call for.
     let mut retired = Vec::new();
-    for name in VERIFY_UNITS {
+    for name in OPTIONAL_UNITS {
         let path = dir.join(name);
         if !rendered.iter().any(|u| u.name == name)
             && read_unit(&path)?.is_some_and(|c| c.starts_with(GENERATED_MARK))
@@ -217,7 +217,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         }
         std::fs::remove_file(path)
             .with_context(|| format!("Failed to remove {}", path.display()))?;
-        println!("removed {} (--verify-calendar never)", path.display());
+        println!("removed {}: these settings do not use it", path.display());
         changed = true;
     }
     if manage_systemd {

@@ -13,7 +13,7 @@ pub mod status;
 pub mod uninstall;
 pub mod verify;
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Result;
 
@@ -24,8 +24,12 @@ use crate::key::{self, LoadedKey};
 /// systemd credential when there is one, else from the key file, warning
 /// when the file is readable by others.
 fn load_key(config: &Config) -> Result<LoadedKey> {
-    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY");
-    let path = key::key_path(&config.layout(), credentials.as_deref().map(Path::new));
+    // systemd 252 does not always give ExecStartPost= the credentials it
+    // promises; the key file, readable in the sandbox, is as good.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join(key::CREDENTIAL_NAME).exists());
+    let path = key::key_path(&config.layout(), credentials.as_deref());
     let key = key::load(&path)?;
     if let Some(warning) = &key.warning {
         eprintln!("mailbackup: warning: {warning}");

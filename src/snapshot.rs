@@ -12,7 +12,8 @@
 use std::fs::{self, FileTimes, Metadata};
 use std::io::ErrorKind;
 use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -29,10 +30,23 @@ pub struct SnapshotStats {
     pub directories: u64,
     /// Sockets, FIFOs and devices: not data, left out.
     pub skipped: u64,
-    /// Hard links were impossible (another filesystem): messages were copied.
-    pub fell_back_to_copying: bool,
+    /// Why hard links were impossible (another filesystem), when they were:
+    /// then messages were copied.
+    pub no_links_because: Option<String>,
     /// The newest modification time of a copied file, in whole seconds.
     pub newest_copied_mtime: i64,
+}
+
+impl SnapshotStats {
+    fn add(&mut self, other: SnapshotStats) {
+        self.linked += other.linked;
+        self.copied += other.copied;
+        self.copied_bytes += other.copied_bytes;
+        self.directories += other.directories;
+        self.skipped += other.skipped;
+        self.no_links_because = self.no_links_because.take().or(other.no_links_because);
+        self.newest_copied_mtime = self.newest_copied_mtime.max(other.newest_copied_mtime);
+    }
 }
 
 /// When the mail services may run again after a snapshot whose newest
@@ -58,34 +72,37 @@ pub fn holds_messages(name: &str, has_tmp_sibling: impl FnOnce() -> bool) -> boo
 /// legacy `backup/duplicity` of the 2014 layout) into `backup/snapshot`.
 /// A snapshot left by an earlier run is removed first. The snapshot is
 /// built beside its place and renamed into it when complete.
+///
+/// The tree and the files that are copied come first; the message
+/// directories, most of the files, are then linked on all CPUs.
 pub fn take(layout: &Layout) -> Result<SnapshotStats> {
     remove(layout)?;
     let partial = &layout.snapshot_partial;
     let mut stats = SnapshotStats::default();
+    let mut to_link = Vec::new();
     copy_dir(
         &layout.storage_root,
         partial,
-        Some(&layout.backup_dir),
-        false,
+        &layout.backup_dir,
+        &mut to_link,
         &mut stats,
     )?;
+    let legacy_parent = partial.join("backup");
     if layout.legacy_dir.is_dir() {
-        let into = partial.join("backup");
-        let meta = fs::symlink_metadata(&layout.backup_dir)
-            .with_context(|| format!("Failed to read {}", layout.backup_dir.display()))?;
+        fs::create_dir(&legacy_parent)
+            .with_context(|| format!("Failed to create {}", legacy_parent.display()))?;
+        let into = legacy_parent.join("duplicity");
         fs::create_dir(&into).with_context(|| format!("Failed to create {}", into.display()))?;
-        copy_dir(
-            &layout.legacy_dir,
-            &into.join("duplicity"),
-            None,
-            true,
-            &mut stats,
-        )?;
-        set_attributes(&into, &meta)?;
+        to_link.push((layout.legacy_dir.clone(), into));
     }
-    let root_meta = fs::symlink_metadata(&layout.storage_root)
-        .with_context(|| format!("Failed to read {}", layout.storage_root.display()))?;
-    set_attributes(partial, &root_meta)?;
+    stats.add(link_in_parallel(&to_link)?);
+    if let Some(why) = &stats.no_links_because {
+        eprintln!("mailbackup: cannot hard-link into the snapshot ({why}): copying messages instead, which takes longer");
+    }
+    if layout.legacy_dir.is_dir() {
+        set_attributes(&legacy_parent, &metadata(&layout.backup_dir)?)?;
+    }
+    set_attributes(partial, &metadata(&layout.storage_root)?)?;
     fs::rename(partial, &layout.snapshot_dir).with_context(|| {
         format!(
             "Failed to move the snapshot {} into place",
@@ -111,25 +128,30 @@ pub fn remove(layout: &Layout) -> Result<bool> {
     Ok(removed)
 }
 
+fn metadata(path: &Path) -> Result<Metadata> {
+    fs::symlink_metadata(path).with_context(|| format!("Failed to read {}", path.display()))
+}
+
 /// Copies the tree `src` to `dst` (which must not exist), leaving out
-/// `skip`. Files in message directories, or all files with `link_all`, are
-/// hard-linked.
+/// `skip`. Message directories are created empty and listed in `to_link`.
 fn copy_dir(
     src: &Path,
     dst: &Path,
-    skip: Option<&Path>,
-    link_all: bool,
+    skip: &Path,
+    to_link: &mut Vec<(PathBuf, PathBuf)>,
     stats: &mut SnapshotStats,
 ) -> Result<()> {
     fs::create_dir(dst).with_context(|| format!("Failed to create {}", dst.display()))?;
     stats.directories += 1;
     let name = src.file_name().unwrap_or_default().to_string_lossy();
-    let link = link_all || holds_messages(&name, || src.with_file_name("tmp").is_dir());
-    let entries = fs::read_dir(src).with_context(|| format!("Failed to list {}", src.display()))?;
-    for entry in entries {
+    if holds_messages(&name, || src.with_file_name("tmp").is_dir()) {
+        to_link.push((src.to_owned(), dst.to_owned()));
+        return Ok(());
+    }
+    for entry in fs::read_dir(src).with_context(|| format!("Failed to list {}", src.display()))? {
         let entry = entry.with_context(|| format!("Failed to list {}", src.display()))?;
         let from = entry.path();
-        if Some(from.as_path()) == skip {
+        if from == skip {
             continue;
         }
         let to = dst.join(entry.file_name());
@@ -137,62 +159,116 @@ fn copy_dir(
             .file_type()
             .with_context(|| format!("Failed to read {}", from.display()))?;
         if kind.is_dir() {
-            copy_dir(&from, &to, skip, link_all, stats)?;
-            let meta = fs::symlink_metadata(&from)
-                .with_context(|| format!("Failed to read {}", from.display()))?;
-            set_attributes(&to, &meta)?;
-        } else if kind.is_file() {
-            if link && !stats.fell_back_to_copying {
-                match fs::hard_link(&from, &to) {
-                    Ok(()) => {
-                        stats.linked += 1;
-                        continue;
-                    }
-                    Err(e)
-                        if e.kind() == ErrorKind::CrossesDevices
-                            || e.raw_os_error() == Some(libc::EPERM) =>
-                    {
-                        eprintln!(
-                            "mailbackup: cannot hard-link {} into the snapshot ({e}): copying messages instead, which takes longer",
-                            from.display()
-                        );
-                        stats.fell_back_to_copying = true;
-                    }
-                    Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!("Failed to link {} to {}", from.display(), to.display())
-                        })
-                    }
-                }
-            }
-            let meta = fs::symlink_metadata(&from)
-                .with_context(|| format!("Failed to read {}", from.display()))?;
-            stats.copied_bytes += fs::copy(&from, &to).with_context(|| {
-                format!("Failed to copy {} to {}", from.display(), to.display())
-            })?;
-            stats.copied += 1;
-            stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime());
-            set_attributes(&to, &meta)?;
-        } else if kind.is_symlink() {
-            let target = fs::read_link(&from)
-                .with_context(|| format!("Failed to read {}", from.display()))?;
-            std::os::unix::fs::symlink(&target, &to)
-                .with_context(|| format!("Failed to create {}", to.display()))?;
-            let meta = fs::symlink_metadata(&from)
-                .with_context(|| format!("Failed to read {}", from.display()))?;
-            lchown(&to, Some(meta.uid()), Some(meta.gid()))
-                .with_context(|| format!("Failed to set the owner of {}", to.display()))?;
-            set_symlink_times(
-                &to,
-                (meta.atime(), meta.atime_nsec()),
-                (meta.mtime(), meta.mtime_nsec()),
-            )
-            .with_context(|| format!("Failed to set the times of {}", to.display()))?;
+            copy_dir(&from, &to, skip, to_link, stats)?;
+            set_attributes(&to, &metadata(&from)?)?;
         } else {
-            stats.skipped += 1;
+            copy_entry(&from, &to, kind, false, stats)?;
         }
     }
     Ok(())
+}
+
+/// Links the contents of each `(src, dst)` directory (`dst` exists) on all
+/// CPUs; each thread takes the next directory.
+fn link_in_parallel(dirs: &[(PathBuf, PathBuf)]) -> Result<SnapshotStats> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<SnapshotStats>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut stats = SnapshotStats::default();
+                    while let Some((src, dst)) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        link_dir(src, dst, &mut stats)?;
+                    }
+                    Ok(stats)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut total = SnapshotStats::default();
+    for r in results {
+        total.add(r?);
+    }
+    Ok(total)
+}
+
+/// Hard-links everything in `src` into the existing `dst`, recursively.
+fn link_dir(src: &Path, dst: &Path, stats: &mut SnapshotStats) -> Result<()> {
+    for entry in fs::read_dir(src).with_context(|| format!("Failed to list {}", src.display()))? {
+        let entry = entry.with_context(|| format!("Failed to list {}", src.display()))?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("Failed to read {}", from.display()))?;
+        if kind.is_dir() {
+            fs::create_dir(&to).with_context(|| format!("Failed to create {}", to.display()))?;
+            stats.directories += 1;
+            link_dir(&from, &to, stats)?;
+        } else {
+            copy_entry(&from, &to, kind, true, stats)?;
+        }
+    }
+    set_attributes(dst, &metadata(src)?)
+}
+
+/// Links (with `link`, while links work) or copies one entry that is not a
+/// directory.
+fn copy_entry(
+    from: &Path,
+    to: &Path,
+    kind: fs::FileType,
+    link: bool,
+    stats: &mut SnapshotStats,
+) -> Result<()> {
+    if kind.is_file() {
+        if link && stats.no_links_because.is_none() {
+            match fs::hard_link(from, to) {
+                Ok(()) => {
+                    stats.linked += 1;
+                    return Ok(());
+                }
+                Err(e)
+                    if e.kind() == ErrorKind::CrossesDevices
+                        || e.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    stats.no_links_because = Some(e.to_string());
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("Failed to link {} to {}", from.display(), to.display())
+                    })
+                }
+            }
+        }
+        let meta = metadata(from)?;
+        stats.copied_bytes += fs::copy(from, to)
+            .with_context(|| format!("Failed to copy {} to {}", from.display(), to.display()))?;
+        stats.copied += 1;
+        stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime());
+        set_attributes(to, &meta)
+    } else if kind.is_symlink() {
+        let target =
+            fs::read_link(from).with_context(|| format!("Failed to read {}", from.display()))?;
+        std::os::unix::fs::symlink(&target, to)
+            .with_context(|| format!("Failed to create {}", to.display()))?;
+        let meta = metadata(from)?;
+        lchown(to, Some(meta.uid()), Some(meta.gid()))
+            .with_context(|| format!("Failed to set the owner of {}", to.display()))?;
+        set_symlink_times(
+            to,
+            (meta.atime(), meta.atime_nsec()),
+            (meta.mtime(), meta.mtime_nsec()),
+        )
+        .with_context(|| format!("Failed to set the times of {}", to.display()))
+    } else {
+        stats.skipped += 1;
+        Ok(())
+    }
 }
 
 /// Gives `path` the owner, mode and times of `meta` (in that order: a chown

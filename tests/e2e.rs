@@ -517,6 +517,21 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     let tree = "cd /srv/box/user-data && find . -path ./backup -prune -o -path ./hook-ran -prune -o -print | sort";
     let backed_up = c.ok(tree);
 
+    // Not while a backup runs.
+    let out = c.sh(
+        "systemctl start mailbackup.service & s=$!; \
+         until systemctl is-active -q mailbackup.service || [ \"$(systemctl show -p ActiveState --value mailbackup.service)\" = activating ]; do sleep 0.05; done; \
+         mailbackup restore --in-place --yes; echo \"rc=$?\"; wait $s",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rc=1"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a backup is running"),
+        "{}",
+        describe(&out)
+    );
+    c.mail_is_up();
+
     // Damage, then put the backup back in place.
     c.ok("rm -rf /srv/box/user-data/mail/mailboxes && echo broken > /srv/box/user-data/mail/users.sqlite");
     let since = c.ok("date +%s").trim().to_owned();

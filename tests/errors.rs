@@ -31,10 +31,6 @@ fn fake_duplicity(mailbox: &mut MailBox, behaviour: &str) -> PathBuf {
     bin
 }
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Every file under `dir`, to show that a failed command wrote nothing.
 fn listing(dir: &Path) -> Vec<String> {
     snapshot(dir, &[]).into_keys().collect()

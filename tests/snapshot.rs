@@ -6,44 +6,9 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
-
-fn next_second() {
-    std::thread::sleep(Duration::from_millis(1100));
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// What the services do once they run again: a delivery, a flag change, an
-/// expunge, a rewritten index, a database write.
-fn mail_goes_on(root: &Path) {
-    let alice = root.join("mail/mailboxes/example.com/alice");
-    fs::write(
-        alice.join("new/1800000001.M1.box.example.com"),
-        "Subject: after\r\n\r\nafter\r\n",
-    )
-    .unwrap();
-    let mut cur: Vec<_> = fs::read_dir(alice.join("cur"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    cur.sort();
-    fs::rename(&cur[0], cur[0].with_extension("host:2,RS")).unwrap();
-    fs::remove_file(&cur[1]).unwrap();
-    fs::write(alice.join("dovecot.index"), [42u8; 6000]).unwrap();
-    let out = Command::new("sqlite3")
-        .arg(root.join("mail/users.sqlite"))
-        .arg("INSERT INTO users (email, password) VALUES ('late@example.com', 'x');")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-}
 
 #[test]
 fn a_snapshot_backup_holds_the_data_as_it_was_when_taken() {
@@ -79,7 +44,7 @@ fn a_snapshot_backup_holds_the_data_as_it_was_when_taken() {
         // it. (A second later: duplicity tells changes by size and mtime, in
         // whole seconds.)
         next_second();
-        mail_goes_on(&mailbox.root);
+        a_day_of_mail(&mailbox.root);
         mailbox.ok(&["run", "--from-snapshot"]);
         mailbox.ok(&["snapshot", "--remove"]);
         assert!(!snap.exists());

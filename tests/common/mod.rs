@@ -485,3 +485,39 @@ pub fn lockfile_exists(mailbox: &MailBox) -> bool {
 pub fn random_file(path: &Path, bytes: usize) {
     fs::write(path, random_bytes(bytes)).unwrap();
 }
+
+/// duplicity's time stamps have whole seconds: two backups need two.
+pub fn next_second() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// Changes a mail store the way a day of mail does: new messages, a flag
+/// change (rename), an expunge (unlink), a rewritten index, a database write.
+pub fn a_day_of_mail(root: &Path) {
+    let inbox = root.join("mail/mailboxes/example.com/alice");
+    let cur = inbox.join("cur");
+    let mut names: Vec<_> = fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    fs::rename(&names[0], names[0].with_extension("host:2,RS")).unwrap();
+    fs::remove_file(&names[1]).unwrap();
+    fs::write(
+        inbox.join("new/1800000000.M1P1.box.example.com"),
+        b"Subject: new\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    fs::write(inbox.join("dovecot.index"), [9u8; 5000]).unwrap();
+    let out = Command::new("sqlite3")
+        .arg(root.join("mail/users.sqlite"))
+        .arg("INSERT INTO users (email, password) VALUES ('new@example.com', 'z');")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+/// A command's error output.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -19,6 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use crate::config::Layout;
+use crate::migration;
 use crate::sys::set_symlink_times;
 
 /// What taking a snapshot did.
@@ -88,18 +89,19 @@ pub fn take(layout: &Layout) -> Result<SnapshotStats> {
         &mut stats,
     )?;
     let legacy_parent = partial.join("backup");
-    if layout.legacy_dir.is_dir() {
+    let legacy = migration::legacy_dir(layout);
+    if let Some(dir) = &legacy {
         fs::create_dir(&legacy_parent)
             .with_context(|| format!("Failed to create {}", legacy_parent.display()))?;
         let into = legacy_parent.join("duplicity");
         fs::create_dir(&into).with_context(|| format!("Failed to create {}", into.display()))?;
-        to_link.push((layout.legacy_dir.clone(), into));
+        to_link.push((dir.clone(), into));
     }
     stats.add(link_in_parallel(&to_link)?);
     if let Some(why) = &stats.no_links_because {
         eprintln!("mailbackup: cannot hard-link into the snapshot ({why}): copying messages instead, which takes longer");
     }
-    if layout.legacy_dir.is_dir() {
+    if legacy.is_some() {
         set_attributes(&legacy_parent, &metadata(&layout.backup_dir)?)?;
     }
     set_attributes(partial, &metadata(&layout.storage_root)?)?;

@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use tempfile::TempDir;
 
+pub mod container;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_mailbackup");
 
 /// A duplicity installation the round-trip tests run against.

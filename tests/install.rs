@@ -52,6 +52,7 @@ fn default_settings() -> UnitSettings {
         downtime: units::Downtime::Snapshot,
         verify_calendar: Some("monthly".into()),
         mail_to: "administrator@box.example.com".into(),
+        choices: "{}".into(),
     }
 }
 
@@ -78,6 +79,7 @@ fn golden_units_customised() {
             downtime: units::Downtime::Full,
             verify_calendar: None,
             mail_to: "ops+backup@example.org".into(),
+            choices: r#"{"on_calendar":"*-*-* 03:30:00","downtime":"full"}"#.into(),
         },
     );
 }
@@ -290,6 +292,75 @@ fn install_twice_changes_nothing_and_replaces_hand_edits() {
     assert_eq!(fs::read_dir(&units).unwrap().count(), 0);
     assert_eq!(snapshot(&mailbox.root, &[]), backup_before);
     assert_eq!(fs::read(&mailbox.conf).unwrap(), conf_before);
+}
+
+/// Box setup re-runs a bare `mailbackup install` on every upgrade: the
+/// options the operator gave before stay, and one given again changes.
+#[test]
+fn a_bare_reinstall_keeps_the_options_chosen_before() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let chosen = [
+        "--on-calendar",
+        "*-*-* 04:30:00",
+        "--downtime",
+        "full",
+        "--services",
+        "dovecot postfix nginx",
+        "--verify-calendar",
+        "never",
+        "--mail-to",
+        "ops@example.org",
+    ];
+    let out = install(&mailbox, &units, &chosen);
+    assert!(out.status.success(), "{}", describe(&out));
+    let written: Vec<_> = units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).ok())
+        .collect();
+    let service = fs::read_to_string(units.join(units::SERVICE)).unwrap();
+    assert!(service.contains("ExecStartPre=/usr/bin/systemctl stop nginx.service"));
+
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("keeping the options of the earlier install: --on-calendar '*-*-* 04:30:00' --services 'dovecot postfix nginx' --downtime full --verify-calendar never --mail-to ops@example.org"),
+        "{text}"
+    );
+    assert!(text.contains("nothing changed"), "{text}");
+    let again: Vec<_> = units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).ok())
+        .collect();
+    assert_eq!(written, again, "a bare install changed the units");
+
+    // One option given again changes; the others stay.
+    let out = install(&mailbox, &units, &["--downtime", "snapshot"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let service = fs::read_to_string(units.join(units::SERVICE)).unwrap();
+    assert!(service.contains("run --from-snapshot"), "{service}");
+    assert!(service.contains("nginx.service"), "{service}");
+    assert!(fs::read_to_string(units.join(units::TIMER))
+        .unwrap()
+        .contains("OnCalendar=*-*-* 04:30:00\n"));
+    assert!(!units.join(units::VERIFY_TIMER).exists());
+    let out = install(&mailbox, &units, &[]);
+    assert!(
+        stdout(&out).contains("--downtime snapshot"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("nothing changed"), "{}", stdout(&out));
+
+    // A unit edited by hand so that its record no longer parses: defaults.
+    fs::write(units.join(units::SERVICE), service.replace("{\"", "{oops")).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(fs::read_to_string(units.join(units::TIMER))
+        .unwrap()
+        .contains("OnCalendar=daily\n"));
 }
 
 #[test]

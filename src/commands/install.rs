@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::key;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
 use crate::units::{
-    self, Downtime, UnitFile, UnitSettings, DEFAULT_SERVICES, GENERATED_MARK, OPTIONAL_UNITS,
-    SERVICE, VERIFY_TIMER,
+    self, Downtime, UnitFile, UnitSettings, CHOICES_MARK, DEFAULT_CALENDAR, DEFAULT_SERVICES,
+    DEFAULT_VERIFY_CALENDAR, GENERATED_MARK, OPTIONAL_UNITS, SERVICE, VERIFY_TIMER,
 };
 
 /// Install the systemd units that run the backup, and enable its timers.
@@ -24,6 +24,10 @@ use crate::units::{
 /// enables the timers. Run it again after any change: what is unchanged
 /// stays as it is.
 ///
+/// The options given are kept (in a comment of mailbackup.service): a later
+/// `mailbackup install` without them, as box setup runs it on every upgrade,
+/// keeps the operator's choices. Give an option again to change it.
+///
 /// Example: mailbackup install --on-calendar '*-*-* 03:00'
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -35,22 +39,22 @@ pub struct InstallArgs {
     #[arg(long, value_name = "PATH")]
     pub bin: Option<PathBuf>,
 
-    /// When to back up (systemd's OnCalendar= syntax, `man systemd.time`).
-    #[arg(long, value_name = "SPEC", default_value = "daily")]
-    pub on_calendar: String,
+    /// When to back up (systemd's OnCalendar= syntax, `man systemd.time`) [default: daily]
+    #[arg(long, value_name = "SPEC")]
+    pub on_calendar: Option<String>,
 
-    /// The services stopped during the backup, in this order.
-    #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 1.., default_values = DEFAULT_SERVICES)]
-    pub services: Vec<String>,
+    /// The services stopped during the backup, in this order [default: dovecot.service postfix.service]
+    #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 1..)]
+    pub services: Option<Vec<String>>,
 
     /// How long the mail services are down: during a snapshot of the data
-    /// (seconds), or during the whole backup.
-    #[arg(long, value_enum, default_value_t = Downtime::Snapshot)]
-    pub downtime: Downtime,
+    /// (seconds), or during the whole backup [default: snapshot]
+    #[arg(long, value_enum)]
+    pub downtime: Option<Downtime>,
 
-    /// When to verify the backup (OnCalendar= syntax), or `never`.
-    #[arg(long, value_name = "SPEC", default_value = "monthly")]
-    pub verify_calendar: String,
+    /// When to verify the backup (OnCalendar= syntax), or `never` [default: monthly]
+    #[arg(long, value_name = "SPEC")]
+    pub verify_calendar: Option<String>,
 
     /// Who is mailed when a backup, the hook or a verification fails [default: administrator@PRIMARY_HOSTNAME]
     #[arg(long, value_name = "ADDRESS")]
@@ -63,6 +67,107 @@ pub struct InstallArgs {
     /// Write the units but do not reload systemd or enable the timer.
     #[arg(long)]
     pub no_enable: bool,
+}
+
+/// The options the operator chose at install, kept in the service unit so
+/// that a bare re-install keeps them. Only options given are recorded: one
+/// never chosen follows the default of the version installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Choices {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_calendar: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<Downtime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_calendar: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_to: Option<String>,
+}
+
+impl Choices {
+    /// The options given on the command line.
+    pub fn given(args: &InstallArgs) -> Choices {
+        Choices {
+            on_calendar: args.on_calendar.clone(),
+            services: args.services.clone(),
+            downtime: args.downtime,
+            verify_calendar: args.verify_calendar.clone(),
+            mail_to: args.mail_to.clone(),
+        }
+    }
+
+    /// These choices, and those of `earlier` that these do not change.
+    pub fn over(self, earlier: Choices) -> Choices {
+        Choices {
+            on_calendar: self.on_calendar.or(earlier.on_calendar),
+            services: self.services.or(earlier.services),
+            downtime: self.downtime.or(earlier.downtime),
+            verify_calendar: self.verify_calendar.or(earlier.verify_calendar),
+            mail_to: self.mail_to.or(earlier.mail_to),
+        }
+    }
+
+    /// These choices, but for those `given` replaces.
+    pub fn unless(self, given: &Choices) -> Choices {
+        fn keep<T>(earlier: Option<T>, given: &Option<T>) -> Option<T> {
+            earlier.filter(|_| given.is_none())
+        }
+        Choices {
+            on_calendar: keep(self.on_calendar, &given.on_calendar),
+            services: keep(self.services, &given.services),
+            downtime: keep(self.downtime, &given.downtime),
+            verify_calendar: keep(self.verify_calendar, &given.verify_calendar),
+            mail_to: keep(self.mail_to, &given.mail_to),
+        }
+    }
+
+    /// The choices recorded in a service unit that mailbackup wrote, if any.
+    /// A line that does not parse (a hand edit) counts as no choices.
+    pub fn recorded_in(unit: &str) -> Option<Choices> {
+        if !unit.starts_with(GENERATED_MARK) {
+            return None;
+        }
+        unit.lines()
+            .find_map(|l| l.strip_prefix(CHOICES_MARK))
+            .and_then(|json| serde_json::from_str(json).ok())
+    }
+
+    /// The line recorded in the unit: JSON, which escapes every control
+    /// character, so it stays one comment line whatever the values.
+    pub fn to_record(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// The options as the operator would type them, for the log.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let quote = |s: &str| {
+            if s.contains(|c: char| c.is_whitespace() || c == '*' || c == '\'') {
+                format!("'{s}'")
+            } else {
+                s.to_owned()
+            }
+        };
+        if let Some(v) = &self.on_calendar {
+            parts.push(format!("--on-calendar {}", quote(v)));
+        }
+        if let Some(v) = &self.services {
+            parts.push(format!("--services {}", quote(&v.join(" "))));
+        }
+        if let Some(v) = self.downtime {
+            parts.push(format!("--downtime {}", v.name()));
+        }
+        if let Some(v) = &self.verify_calendar {
+            parts.push(format!("--verify-calendar {}", quote(v)));
+        }
+        if let Some(v) = &self.mail_to {
+            parts.push(format!("--mail-to {v}"));
+        }
+        parts.join(" ")
+    }
 }
 
 /// What installing a unit does to the file on disk.
@@ -98,7 +203,15 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         );
     }
-    let mail_to = match (&args.mail_to, config.get("PRIMARY_HOSTNAME")) {
+    let dir = &args.unit_dir;
+    let earlier = read_unit(&dir.join(SERVICE))?
+        .as_deref()
+        .and_then(Choices::recorded_in)
+        .unwrap_or_default();
+    let given = Choices::given(args);
+    let kept = earlier.clone().unless(&given);
+    let choices = given.over(earlier);
+    let mail_to = match (&choices.mail_to, config.get("PRIMARY_HOSTNAME")) {
         (Some(to), _) => to.clone(),
         (None, Some(host)) if !host.is_empty() => format!("administrator@{host}"),
         (None, _) => bail!(
@@ -106,8 +219,13 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         ),
     };
-    let verify_calendar = (args.verify_calendar != "never").then(|| args.verify_calendar.clone());
-    for spec in std::iter::once(&args.on_calendar).chain(&verify_calendar) {
+    let on_calendar = choices.on_calendar.as_deref().unwrap_or(DEFAULT_CALENDAR);
+    let verify_calendar = choices
+        .verify_calendar
+        .as_deref()
+        .unwrap_or(DEFAULT_VERIFY_CALENDAR);
+    let verify_calendar = (verify_calendar != "never").then(|| verify_calendar.to_owned());
+    for spec in std::iter::once(on_calendar).chain(verify_calendar.as_deref()) {
         units::calendar_spec(spec)?;
         systemd::check_calendar(spec)?;
     }
@@ -123,14 +241,23 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         layout: layout.clone(),
         storage_user: user.to_owned(),
         bin,
-        on_calendar: args.on_calendar.clone(),
-        services: args.services.clone(),
-        downtime: args.downtime,
+        on_calendar: on_calendar.to_owned(),
+        services: choices
+            .services
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()),
+        downtime: choices.downtime.unwrap_or_default(),
         verify_calendar,
         mail_to,
+        choices: choices.to_record(),
     })?;
+    if kept != Choices::default() {
+        println!(
+            "keeping the options of the earlier install: {}",
+            kept.describe()
+        );
+    }
 
-    let dir = &args.unit_dir;
     let mut plan = Vec::new();
     for unit in &rendered {
         let path = dir.join(unit.name);
@@ -300,6 +427,41 @@ fn stage(plan: &[(&UnitFile, Change, PathBuf)]) -> Result<Vec<(PathBuf, PathBuf)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn choices_given_win_and_the_rest_are_kept() {
+        let earlier = Choices {
+            on_calendar: Some("*-*-* 04:00:00".into()),
+            downtime: Some(Downtime::Full),
+            ..Choices::default()
+        };
+        let unit = format!(
+            "{GENERATED_MARK}: x\n{CHOICES_MARK}{}\n[Unit]\n",
+            earlier.to_record()
+        );
+        assert_eq!(Choices::recorded_in(&unit), Some(earlier.clone()));
+        assert_eq!(Choices::recorded_in(&unit[1..]), None, "not ours");
+        assert_eq!(
+            Choices::recorded_in(&format!("{GENERATED_MARK}\n{CHOICES_MARK}{{oops\n")),
+            None
+        );
+        let now = Choices {
+            downtime: Some(Downtime::Snapshot),
+            ..Choices::default()
+        };
+        let merged = now.over(earlier);
+        assert_eq!(merged.on_calendar.as_deref(), Some("*-*-* 04:00:00"));
+        assert_eq!(merged.downtime, Some(Downtime::Snapshot));
+        assert_eq!(
+            merged.describe(),
+            "--on-calendar '*-*-* 04:00:00' --downtime snapshot"
+        );
+        let odd = Choices {
+            on_calendar: Some("daily\nExecStart=/bin/evil".into()),
+            ..Choices::default()
+        };
+        assert!(!odd.to_record().contains('\n'));
+    }
 
     #[test]
     fn changes() {

@@ -51,11 +51,21 @@ pub enum Source {
     /// directories in `include` (which lie inside it).
     Live { include: Vec<PathBuf> },
     /// A snapshot of `STORAGE_ROOT` (see `snapshot.rs`), backed up in its
-    /// place: the paths in the backup are the same.
+    /// place: the paths in the backup are the same. duplicity runs inside
+    /// it and backs up `.`, so that no path it opens is longer than in a
+    /// live backup (the kernel refuses paths past 4,096 bytes).
     Snapshot,
 }
 
-/// The arguments of one backup.
+/// The directory duplicity must run in for `source`.
+pub fn source_cwd<'a>(layout: &'a Layout, source: &Source) -> Option<&'a Path> {
+    match source {
+        Source::Live { .. } => None,
+        Source::Snapshot => Some(&layout.snapshot_dir),
+    }
+}
+
+/// The arguments of one backup; run them in `source_cwd`.
 pub fn backup_args(layout: &Layout, mode: BackupMode, source: &Source) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![mode.action().into()];
     args.extend(archive_dir(layout));
@@ -68,9 +78,9 @@ pub fn backup_args(layout: &Layout, mode: BackupMode, source: &Source) -> Vec<Os
                 "--exclude".into(),
                 layout.backup_dir.clone().into_os_string(),
             ]);
-            &layout.storage_root
+            layout.storage_root.as_path()
         }
-        Source::Snapshot => &layout.snapshot_dir,
+        Source::Snapshot => Path::new("."),
     };
     args.extend([
         "--volsize".into(),
@@ -78,7 +88,7 @@ pub fn backup_args(layout: &Layout, mode: BackupMode, source: &Source) -> Vec<Os
         // A box whose hostname changed, or a snapshot in the place of the
         // live data, must keep backing up.
         "--allow-source-mismatch".into(),
-        dir.clone().into_os_string(),
+        dir.as_os_str().to_owned(),
         target_url(layout),
     ]);
     args
@@ -197,9 +207,25 @@ impl<'a> Duplicity<'a> {
     /// Runs `duplicity ARGS`, passing its output through and watching it
     /// for the archive lock and for verify's differences.
     pub fn run(&self, args: &[OsString]) -> Result<Outcome> {
+        self.run_in(None, args)
+    }
+
+    /// Runs `duplicity ARGS` in the directory `cwd`, if given.
+    pub fn run_in(&self, cwd: Option<&Path>, args: &[OsString]) -> Result<Outcome> {
         self.prepare_private_dirs()?;
-        eprintln!("mailbackup: running {}", display_args(&self.program, args));
-        let mut child = match Command::new(&self.program)
+        match cwd {
+            Some(dir) => eprintln!(
+                "mailbackup: running in {}: {}",
+                dir.display(),
+                display_args(&self.program, args)
+            ),
+            None => eprintln!("mailbackup: running {}", display_args(&self.program, args)),
+        }
+        let mut command = Command::new(&self.program);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let mut child = match command
             .args(args)
             .env("PASSPHRASE", self.passphrase.to_env_value())
             .env("GNUPGHOME", &self.gnupg_home)
@@ -375,9 +401,13 @@ mod tests {
                 "--volsize",
                 "250",
                 "--allow-source-mismatch",
-                "/home/user data/backup/snapshot",
+                ".",
                 "file:///home/user data/backup/encrypted",
             ]
+        );
+        assert_eq!(
+            source_cwd(&layout(), &Source::Snapshot),
+            Some(Path::new("/home/user data/backup/snapshot"))
         );
     }
 

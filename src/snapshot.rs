@@ -1,39 +1,59 @@
-//! A point-in-time copy of `STORAGE_ROOT`, made while the mail services are
-//! stopped, so that they can run again while duplicity backs it up.
+//! A point-in-time view of `STORAGE_ROOT`, made while the mail services are
+//! stopped (or frozen), so that they can run again while duplicity backs it
+//! up.
 //!
-//! Maildir message files (in `cur/` and `new/`) are never changed in place:
-//! Dovecot renames a message to change its flags and unlinks it to expunge
-//! it. A hard link therefore holds a message as it was, at no cost in time
-//! or space. Every other file (indexes, sqlite, certificates, the rest of
-//! the box) is copied — `copy_file_range`, which shares blocks where the
-//! filesystem can. Owners, modes and times are kept, so the snapshot backs
-//! up exactly as `STORAGE_ROOT` would have.
+//! The rule: a file is hard-linked unless a mail service may change it in
+//! place once it runs again; only those are copied. A hard link holds a file
+//! as it was for as long as nobody writes into it, at no cost in time or
+//! space:
+//!
+//! - Maildir messages (`cur/`, `new/`, `tmp/`) are never changed in place:
+//!   Dovecot renames a message to change its flags and unlinks it to expunge
+//!   it. Linked.
+//! - The rest of `mail/` is what the mail services write in place: Dovecot's
+//!   indexes, caches, transaction logs and uid lists, quota files, sieve
+//!   scripts, the spam filter's database, `users.sqlite`. Copied, and so is
+//!   any Dovecot file (`dovecot*`, `maildirsize`, `subscriptions`) elsewhere.
+//! - Everything else (Nextcloud's files, web sites, certificates, DNS) is
+//!   written by services that the backup never stopped: Mail-in-a-Box's
+//!   backup.py read them live, while those services ran. A link gives the
+//!   backup that same view, at no cost. Linked.
+//!
+//! Copies keep owners, modes (set-id bits included), times and holes, so the
+//! snapshot backs up exactly as `STORAGE_ROOT` would have. The tree is
+//! walked relative to open directories, on all CPUs, so that no path is
+//! longer than the kernel's limit for one name.
 
-use std::fs::{self, FileTimes, Metadata};
+use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
-use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::config::Layout;
 use crate::migration;
-use crate::sys::set_symlink_times;
+use crate::sys::fs::{raise_open_files_limit, DirFd, Kind, Stat};
+
+/// The directory of `STORAGE_ROOT` that the mail services write.
+pub const MAIL_DIR: &str = "mail";
 
 /// What taking a snapshot did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SnapshotStats {
     pub linked: u64,
     pub copied: u64,
+    /// The bytes of data copied (holes are not).
     pub copied_bytes: u64,
     pub directories: u64,
-    /// Sockets, FIFOs and devices: not data, left out.
+    /// Sockets: duplicity leaves them out of a live backup too.
     pub skipped: u64,
-    /// Why hard links were impossible (another filesystem), when they were:
-    /// then messages were copied.
-    pub no_links_because: Option<String>,
+    /// Why hard links were impossible, where they were: then files were
+    /// copied instead.
+    pub no_links_because: Vec<String>,
     /// The newest modification time of a copied file, in whole seconds.
     pub newest_copied_mtime: i64,
 }
@@ -45,7 +65,7 @@ impl SnapshotStats {
         self.copied_bytes += other.copied_bytes;
         self.directories += other.directories;
         self.skipped += other.skipped;
-        self.no_links_because = self.no_links_because.take().or(other.no_links_because);
+        self.no_links_because.extend(other.no_links_because);
         self.newest_copied_mtime = self.newest_copied_mtime.max(other.newest_copied_mtime);
     }
 }
@@ -57,58 +77,145 @@ impl SnapshotStats {
 /// whole seconds. Were a service to rewrite a file (an index of the same
 /// size, say) in the same second as the snapshot copied it, the next backup
 /// would take the file for unchanged and keep the old copy. So the services
-/// start again only once the clock has passed that second, with a margin
-/// for the coarse clock of file times.
+/// run again only once the clock has passed that second, with a margin for
+/// the coarse clock of file times.
 pub fn safe_restart_at(newest_copied_mtime: i64) -> Duration {
     Duration::from_secs(newest_copied_mtime.max(0) as u64 + 1) + Duration::from_millis(20)
 }
 
-/// Whether the files of a directory called `name` are Maildir messages:
-/// `cur` or `new`, beside a `tmp` (which `has_tmp_sibling` tells).
-pub fn holds_messages(name: &str, has_tmp_sibling: impl FnOnce() -> bool) -> bool {
-    (name == "cur" || name == "new") && has_tmp_sibling()
+/// Where in `STORAGE_ROOT` a directory lies, which decides what is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// `STORAGE_ROOT` itself.
+    Root,
+    /// Under `mail/`, outside the Maildir message folders.
+    Mail,
+    /// A Maildir's `cur/`, `new/` or `tmp/`, anywhere.
+    Messages,
+    /// Anywhere else.
+    Other,
+}
+
+impl Region {
+    /// The region of the subdirectory `name`; `is_maildir` tells whether
+    /// this directory is a Maildir (has `cur/` and `tmp/`).
+    pub fn child(self, name: &OsStr, is_maildir: impl FnOnce() -> bool) -> Region {
+        let name = name.as_bytes();
+        match self {
+            Region::Messages => Region::Messages,
+            _ if matches!(name, b"cur" | b"new" | b"tmp") && is_maildir() => Region::Messages,
+            Region::Root if name == MAIL_DIR.as_bytes() => Region::Mail,
+            Region::Root => Region::Other,
+            region => region,
+        }
+    }
+
+    /// Whether a file called `name` here is copied rather than linked: the
+    /// mail services may change it in place.
+    pub fn copies(self, name: &OsStr) -> bool {
+        match self {
+            Region::Messages => false,
+            Region::Mail => true,
+            Region::Root | Region::Other => is_dovecot_file(name.as_bytes()),
+        }
+    }
+}
+
+/// The files Dovecot rewrites in place, wherever a mailbox lies.
+fn is_dovecot_file(name: &[u8]) -> bool {
+    name.starts_with(b"dovecot")
+        || name.starts_with(b".dovecot")
+        || name == b"maildirsize"
+        || name == b"subscriptions"
 }
 
 /// Takes a snapshot of `STORAGE_ROOT` (without `backup/`, but with the
 /// legacy `backup/duplicity` of the 2014 layout) into `backup/snapshot`.
 /// A snapshot left by an earlier run is removed first. The snapshot is
 /// built beside its place and renamed into it when complete.
-///
-/// The tree and the files that are copied come first; the message
-/// directories, most of the files, are then linked on all CPUs.
 pub fn take(layout: &Layout) -> Result<SnapshotStats> {
     remove(layout)?;
-    let partial = &layout.snapshot_partial;
-    let mut stats = SnapshotStats::default();
-    let mut to_link = Vec::new();
-    copy_dir(
-        &layout.storage_root,
-        partial,
-        &layout.backup_dir,
-        &mut to_link,
-        &mut stats,
-    )?;
-    let legacy_parent = partial.join("backup");
-    let legacy = migration::legacy_dir(layout);
-    if let Some(dir) = &legacy {
-        fs::create_dir(&legacy_parent)
-            .with_context(|| format!("Failed to create {}", legacy_parent.display()))?;
-        let into = legacy_parent.join("duplicity");
-        fs::create_dir(&into).with_context(|| format!("Failed to create {}", into.display()))?;
-        to_link.push((dir.clone(), into));
+    raise_open_files_limit();
+    let root_path = &layout.storage_root;
+    let root = DirFd::open(root_path)
+        .with_context(|| format!("Failed to open {}", root_path.display()))?;
+    let backup = DirFd::open(&layout.backup_dir)
+        .with_context(|| format!("Failed to open {}", layout.backup_dir.display()))?;
+    let partial_name = file_name(&layout.snapshot_partial)?;
+    let partial = backup
+        .make_dir(partial_name)
+        .with_context(|| format!("Failed to create {}", layout.snapshot_partial.display()))?;
+    let dst_dev = partial
+        .stat()
+        .with_context(|| format!("Failed to read {}", layout.snapshot_partial.display()))?
+        .dev;
+    let meta = root
+        .stat()
+        .with_context(|| format!("Failed to read {}", root_path.display()))?;
+    let walk = Walk {
+        layout,
+        dst_dev,
+        queue: Mutex::new(Queue::default()),
+        wake: Condvar::new(),
+        no_links: OnceLock::new(),
+        error: Mutex::new(None),
+    };
+    let top = Arc::new(Node {
+        copy_all: AtomicBool::new(meta.dev != dst_dev),
+        src: root,
+        dst: partial,
+        meta,
+        rel: PathBuf::new(),
+        region: Region::Root,
+        parent: None,
+        pending: AtomicUsize::new(1),
+    });
+    walk.push(Job::Fill(top.clone()));
+    if let Some(legacy) = migration::legacy_dir(layout) {
+        // backup/duplicity, under a backup/ of its own.
+        let meta = backup
+            .stat()
+            .with_context(|| format!("Failed to read {}", layout.backup_dir.display()))?;
+        let dst = top
+            .dst
+            .make_dir(file_name(&layout.backup_dir)?)
+            .with_context(|| format!("Failed to create the snapshot's {}", legacy.display()))?;
+        top.pending.fetch_add(1, Ordering::SeqCst);
+        let node = Arc::new(Node {
+            copy_all: AtomicBool::new(meta.dev != dst_dev),
+            src: backup,
+            dst,
+            meta,
+            rel: PathBuf::from(file_name(&layout.backup_dir)?),
+            region: Region::Other,
+            parent: Some(top.clone()),
+            pending: AtomicUsize::new(2),
+        });
+        walk.push(Job::Open {
+            parent: node.clone(),
+            name: file_name(&legacy)?.to_owned(),
+        });
+        walk.finish(&node)?;
     }
-    stats.add(link_in_parallel(&to_link)?);
-    if let Some(why) = &stats.no_links_because {
-        eprintln!("mailbackup: cannot hard-link into the snapshot ({why}): copying messages instead, which takes longer");
+    drop(top);
+    let mut stats = walk.run()?;
+    if meta.dev != dst_dev {
+        stats.no_links_because.insert(
+            0,
+            format!(
+                "{} is on another filesystem than {}: files cannot be hard-linked into the snapshot",
+                layout.backup_dir.display(),
+                root_path.display()
+            ),
+        );
     }
-    if legacy.is_some() {
-        set_attributes(&legacy_parent, &metadata(&layout.backup_dir)?)?;
+    for why in &stats.no_links_because {
+        eprintln!("mailbackup: {why}: copied instead, which takes longer and more room");
     }
-    set_attributes(partial, &metadata(&layout.storage_root)?)?;
-    fs::rename(partial, &layout.snapshot_dir).with_context(|| {
+    std::fs::rename(&layout.snapshot_partial, &layout.snapshot_dir).with_context(|| {
         format!(
             "Failed to move the snapshot {} into place",
-            partial.display()
+            layout.snapshot_partial.display()
         )
     })?;
     Ok(stats)
@@ -118,7 +225,8 @@ pub fn take(layout: &Layout) -> Result<SnapshotStats> {
 pub fn remove(layout: &Layout) -> Result<bool> {
     let mut removed = false;
     for dir in [&layout.snapshot_dir, &layout.snapshot_partial] {
-        match fs::remove_dir_all(dir) {
+        // std removes a tree relative to open directories: any depth.
+        match std::fs::remove_dir_all(dir) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => {
@@ -130,170 +238,311 @@ pub fn remove(layout: &Layout) -> Result<bool> {
     Ok(removed)
 }
 
-fn metadata(path: &Path) -> Result<Metadata> {
-    fs::symlink_metadata(path).with_context(|| format!("Failed to read {}", path.display()))
+fn file_name(path: &Path) -> Result<&OsStr> {
+    path.file_name()
+        .with_context(|| format!("{} has no file name", path.display()))
 }
 
-/// Copies the tree `src` to `dst` (which must not exist), leaving out
-/// `skip`. Message directories are created empty and listed in `to_link`.
-fn copy_dir(
-    src: &Path,
-    dst: &Path,
-    skip: &Path,
-    to_link: &mut Vec<(PathBuf, PathBuf)>,
-    stats: &mut SnapshotStats,
-) -> Result<()> {
-    fs::create_dir(dst).with_context(|| format!("Failed to create {}", dst.display()))?;
-    stats.directories += 1;
-    let name = src.file_name().unwrap_or_default().to_string_lossy();
-    if holds_messages(&name, || src.with_file_name("tmp").is_dir()) {
-        to_link.push((src.to_owned(), dst.to_owned()));
-        return Ok(());
-    }
-    for entry in fs::read_dir(src).with_context(|| format!("Failed to list {}", src.display()))? {
-        let entry = entry.with_context(|| format!("Failed to list {}", src.display()))?;
-        let from = entry.path();
-        if from == skip {
-            continue;
-        }
-        let to = dst.join(entry.file_name());
-        let kind = entry
-            .file_type()
-            .with_context(|| format!("Failed to read {}", from.display()))?;
-        if kind.is_dir() {
-            copy_dir(&from, &to, skip, to_link, stats)?;
-            set_attributes(&to, &metadata(&from)?)?;
-        } else {
-            copy_entry(&from, &to, kind, false, stats)?;
-        }
-    }
-    Ok(())
+/// A directory being copied: its source and its copy, open, and how many
+/// parts of it are still to do (its own entries, and each subdirectory).
+/// When none is left, the copy gets its attributes and the parent is told.
+struct Node {
+    src: DirFd,
+    dst: DirFd,
+    meta: Stat,
+    /// Relative to `STORAGE_ROOT`, for messages.
+    rel: PathBuf,
+    region: Region,
+    /// Nothing here can be hard-linked (another filesystem): copy all.
+    copy_all: AtomicBool,
+    parent: Option<Arc<Node>>,
+    pending: AtomicUsize,
 }
 
-/// Links the contents of each `(src, dst)` directory (`dst` exists) on all
-/// CPUs; each thread takes the next directory.
-fn link_in_parallel(dirs: &[(PathBuf, PathBuf)]) -> Result<SnapshotStats> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let next = AtomicUsize::new(0);
-    let results: Vec<Result<SnapshotStats>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut stats = SnapshotStats::default();
-                    while let Some((src, dst)) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        link_dir(src, dst, &mut stats)?;
+enum Job {
+    /// Go through the entries of an open directory.
+    Fill(Arc<Node>),
+    /// Open the subdirectory `name` of `parent`, create its copy, fill it.
+    Open { parent: Arc<Node>, name: OsString },
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    busy: usize,
+    failed: bool,
+}
+
+struct Walk<'a> {
+    layout: &'a Layout,
+    /// The filesystem of the snapshot: links reach only into it.
+    dst_dev: u64,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Why hard links are impossible at all (fs.protected_hardlinks without
+    /// the capability), once found.
+    no_links: OnceLock<String>,
+    error: Mutex<Option<anyhow::Error>>,
+}
+
+impl Walk<'_> {
+    fn push(&self, job: Job) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .jobs
+            .push(job);
+        self.wake.notify_one();
+    }
+
+    /// Runs the queue on all CPUs until every directory is done.
+    fn run(&self) -> Result<SnapshotStats> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let results: Vec<SnapshotStats> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads).map(|_| s.spawn(|| self.work())).collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        if let Some(e) = self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e);
+        }
+        let mut total = SnapshotStats::default();
+        for r in results {
+            total.add(r);
+        }
+        if let Some(why) = self.no_links.get() {
+            total.no_links_because.insert(0, why.clone());
+        }
+        Ok(total)
+    }
+
+    fn work(&self) -> SnapshotStats {
+        let mut stats = SnapshotStats::default();
+        loop {
+            let job = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if q.failed {
+                        return stats;
                     }
-                    Ok(stats)
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut total = SnapshotStats::default();
-    for r in results {
-        total.add(r?);
-    }
-    Ok(total)
-}
-
-/// Hard-links everything in `src` into the existing `dst`, recursively.
-fn link_dir(src: &Path, dst: &Path, stats: &mut SnapshotStats) -> Result<()> {
-    for entry in fs::read_dir(src).with_context(|| format!("Failed to list {}", src.display()))? {
-        let entry = entry.with_context(|| format!("Failed to list {}", src.display()))?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let kind = entry
-            .file_type()
-            .with_context(|| format!("Failed to read {}", from.display()))?;
-        if kind.is_dir() {
-            fs::create_dir(&to).with_context(|| format!("Failed to create {}", to.display()))?;
-            stats.directories += 1;
-            link_dir(&from, &to, stats)?;
-        } else {
-            copy_entry(&from, &to, kind, true, stats)?;
+                    if let Some(job) = q.jobs.pop() {
+                        q.busy += 1;
+                        break job;
+                    }
+                    if q.busy == 0 {
+                        return stats;
+                    }
+                    q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let result = match job {
+                Job::Fill(node) => self.fill(node, &mut stats),
+                Job::Open { parent, name } => self
+                    .open(&parent, &name, &mut stats)
+                    .and_then(|node| self.fill(node, &mut stats)),
+            };
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.busy -= 1;
+            if let Err(e) = result {
+                q.failed = true;
+                self.error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+            }
+            drop(q);
+            self.wake.notify_all();
         }
     }
-    set_attributes(dst, &metadata(src)?)
-}
 
-/// Links (with `link`, while links work) or copies one entry that is not a
-/// directory.
-fn copy_entry(
-    from: &Path,
-    to: &Path,
-    kind: fs::FileType,
-    link: bool,
-    stats: &mut SnapshotStats,
-) -> Result<()> {
-    if kind.is_file() {
-        if link && stats.no_links_because.is_none() {
-            match fs::hard_link(from, to) {
+    /// The path of `name` in `node`, for messages.
+    fn source(&self, node: &Node, name: &OsStr) -> PathBuf {
+        self.layout.storage_root.join(&node.rel).join(name)
+    }
+
+    fn open(
+        &self,
+        parent: &Arc<Node>,
+        name: &OsStr,
+        stats: &mut SnapshotStats,
+    ) -> Result<Arc<Node>> {
+        let path = || self.source(parent, name);
+        let src = parent
+            .src
+            .open_dir(name)
+            .with_context(|| format!("Failed to open {}", path().display()))?;
+        let meta = src
+            .stat()
+            .with_context(|| format!("Failed to read {}", path().display()))?;
+        let dst = parent.dst.make_dir(name).with_context(|| {
+            format!(
+                "Failed to create the snapshot's copy of {}",
+                path().display()
+            )
+        })?;
+        stats.directories += 1;
+        let elsewhere = meta.dev != self.dst_dev;
+        if elsewhere && !parent.copy_all.load(Ordering::Relaxed) {
+            stats.no_links_because.push(format!(
+                "{} is on another filesystem than {}: its files cannot be hard-linked",
+                path().display(),
+                self.layout.backup_dir.display()
+            ));
+        }
+        let region = parent.region.child(name, || {
+            parent.src.has_dir("cur") && parent.src.has_dir("tmp")
+        });
+        Ok(Arc::new(Node {
+            src,
+            dst,
+            meta,
+            rel: parent.rel.join(name),
+            region,
+            copy_all: AtomicBool::new(elsewhere || parent.copy_all.load(Ordering::Relaxed)),
+            parent: Some(parent.clone()),
+            pending: AtomicUsize::new(1),
+        }))
+    }
+
+    /// Links or copies the entries of `node`, queues its subdirectories.
+    fn fill(&self, node: Arc<Node>, stats: &mut SnapshotStats) -> Result<()> {
+        let entries = node.src.entries().with_context(|| {
+            format!(
+                "Failed to list {}",
+                self.source(&node, "".as_ref()).display()
+            )
+        })?;
+        for (name, kind) in entries {
+            let kind = match kind {
+                Some(k) => k,
+                None => {
+                    node.src
+                        .stat_at(&name)
+                        .with_context(|| {
+                            format!("Failed to read {}", self.source(&node, &name).display())
+                        })?
+                        .kind
+                }
+            };
+            if kind == Kind::Dir {
+                if node.region == Region::Root && name == file_name(&self.layout.backup_dir)? {
+                    continue;
+                }
+                node.pending.fetch_add(1, Ordering::SeqCst);
+                self.push(Job::Open {
+                    parent: node.clone(),
+                    name,
+                });
+            } else {
+                self.entry(&node, &name, kind, stats)?;
+            }
+        }
+        self.finish(&node)
+    }
+
+    /// One entry that is not a directory: a link where it can be, else a copy.
+    fn entry(
+        &self,
+        node: &Node,
+        name: &OsStr,
+        kind: Kind,
+        stats: &mut SnapshotStats,
+    ) -> Result<()> {
+        let copy = node.region.copies(name)
+            || node.copy_all.load(Ordering::Relaxed)
+            || self.no_links.get().is_some();
+        if !copy {
+            match node.src.link_to(name, &node.dst) {
                 Ok(()) => {
                     stats.linked += 1;
                     return Ok(());
                 }
-                Err(e)
-                    if e.kind() == ErrorKind::CrossesDevices
-                        || e.raw_os_error() == Some(libc::EPERM) =>
-                {
-                    stats.no_links_because = Some(e.to_string());
+                // Too many links to this one inode: copy it alone.
+                Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {}
+                // A mount point in between (a bind mount): copy this directory.
+                Err(e) if e.kind() == ErrorKind::CrossesDevices => {
+                    if !node.copy_all.swap(true, Ordering::Relaxed) {
+                        stats.no_links_because.push(format!(
+                            "cannot hard-link the files of {} ({e})",
+                            self.source(node, "".as_ref()).display()
+                        ));
+                    }
+                }
+                // fs.protected_hardlinks, and no CAP_FOWNER.
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                    let _ = self
+                        .no_links
+                        .set(format!("cannot hard-link into the snapshot ({e})"));
                 }
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!("Failed to link {} to {}", from.display(), to.display())
+                        format!(
+                            "Failed to link {} into the snapshot",
+                            self.source(node, name).display()
+                        )
                     })
                 }
             }
         }
-        let meta = metadata(from)?;
-        stats.copied_bytes += fs::copy(from, to)
-            .with_context(|| format!("Failed to copy {} to {}", from.display(), to.display()))?;
-        stats.copied += 1;
-        stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime());
-        set_attributes(to, &meta)
-    } else if kind.is_symlink() {
-        let target =
-            fs::read_link(from).with_context(|| format!("Failed to read {}", from.display()))?;
-        std::os::unix::fs::symlink(&target, to)
-            .with_context(|| format!("Failed to create {}", to.display()))?;
-        let meta = metadata(from)?;
-        lchown(to, Some(meta.uid()), Some(meta.gid()))
-            .with_context(|| format!("Failed to set the owner of {}", to.display()))?;
-        set_symlink_times(
-            to,
-            (meta.atime(), meta.atime_nsec()),
-            (meta.mtime(), meta.mtime_nsec()),
-        )
-        .with_context(|| format!("Failed to set the times of {}", to.display()))
-    } else {
-        stats.skipped += 1;
+        self.copy(node, name, kind, stats).with_context(|| {
+            format!(
+                "Failed to copy {} into the snapshot {}",
+                self.source(node, name).display(),
+                self.layout.snapshot_partial.display()
+            )
+        })
+    }
+
+    fn copy(&self, node: &Node, name: &OsStr, kind: Kind, stats: &mut SnapshotStats) -> Result<()> {
+        let meta = node.src.stat_at(name)?;
+        match meta.kind {
+            Kind::File => {
+                stats.copied_bytes += node.src.copy_file_to(name, &node.dst, &meta)?;
+                stats.copied += 1;
+                stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime.0);
+            }
+            Kind::Symlink => {
+                node.src.copy_symlink_to(name, &node.dst, &meta)?;
+                stats.copied += 1;
+            }
+            Kind::Fifo => {
+                node.src.copy_fifo_to(name, &node.dst, &meta)?;
+                stats.copied += 1;
+            }
+            Kind::Socket => stats.skipped += 1,
+            Kind::CharDevice | Kind::BlockDevice => bail!(
+                "it is a device node, which the snapshot can only hard-link, and cannot here: \
+                 move it out of {}",
+                self.layout.storage_root.display()
+            ),
+            Kind::Dir => bail!("it became a directory while being copied (it was {kind:?})"),
+        }
         Ok(())
     }
-}
 
-/// Gives `path` the owner, mode and times of `meta` (in that order: a chown
-/// clears set-id bits).
-fn set_attributes(path: &Path, meta: &Metadata) -> Result<()> {
-    lchown(path, Some(meta.uid()), Some(meta.gid()))
-        .with_context(|| format!("Failed to set the owner of {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))
-        .with_context(|| format!("Failed to set the mode of {}", path.display()))?;
-    let time = |secs: i64, nanos: i64| {
-        let d = Duration::new(secs.unsigned_abs(), nanos as u32);
-        if secs >= 0 {
-            UNIX_EPOCH + d
-        } else {
-            UNIX_EPOCH - d
+    /// One part of `node` is done; when it was the last, the copy gets its
+    /// attributes (after its entries: adding one changes a directory's
+    /// time) and its parent is told.
+    fn finish(&self, node: &Arc<Node>) -> Result<()> {
+        let mut node = node.clone();
+        loop {
+            if node.pending.fetch_sub(1, Ordering::SeqCst) != 1 {
+                return Ok(());
+            }
+            node.dst.set_attributes(&node.meta).with_context(|| {
+                format!(
+                    "Failed to give the snapshot's copy of {} its owner, mode and times",
+                    self.source(&node, "".as_ref()).display()
+                )
+            })?;
+            match &node.parent {
+                Some(parent) => node = parent.clone(),
+                None => return Ok(()),
+            }
         }
-    };
-    let times = FileTimes::new()
-        .set_accessed(time(meta.atime(), meta.atime_nsec()))
-        .set_modified(time(meta.mtime(), meta.mtime_nsec()));
-    fs::File::open(path)
-        .and_then(|f| f.set_times(times))
-        .with_context(|| format!("Failed to set the times of {}", path.display()))
+    }
 }
 
 #[cfg(test)]
@@ -309,20 +558,50 @@ mod tests {
         assert_eq!(safe_restart_at(0), Duration::from_millis(1_020));
     }
 
+    fn os(s: &str) -> &OsStr {
+        OsStr::new(s)
+    }
+
     #[test]
-    fn message_directories() {
-        assert!(holds_messages("cur", || true));
-        assert!(holds_messages("new", || true));
-        assert!(
-            !holds_messages("cur", || false),
+    fn regions() {
+        let root = Region::Root;
+        assert_eq!(root.child(os("mail"), || false), Region::Mail);
+        assert_eq!(root.child(os("owncloud"), || false), Region::Other);
+        let mail = Region::Mail;
+        assert_eq!(mail.child(os("mailboxes"), || false), Region::Mail);
+        assert_eq!(mail.child(os("cur"), || true), Region::Messages);
+        assert_eq!(mail.child(os("tmp"), || true), Region::Messages);
+        assert_eq!(
+            mail.child(os("cur"), || false),
+            Region::Mail,
             "a cur without tmp is no Maildir"
         );
-        assert!(
-            !holds_messages("tmp", || true),
-            "tmp holds messages being written"
+        assert_eq!(
+            mail.child(os("sieve"), || panic!(
+                "only cur, new and tmp are looked at"
+            )),
+            Region::Mail
         );
-        assert!(!holds_messages("sieve", || panic!(
-            "only cur and new are looked at"
-        )));
+        assert_eq!(Region::Other.child(os("new"), || true), Region::Messages);
+        assert_eq!(Region::Messages.child(os("x"), || false), Region::Messages);
+    }
+
+    #[test]
+    fn what_is_copied() {
+        assert!(!Region::Messages.copies(os("1790000000.M1P1.box,S=300:2,S")));
+        assert!(!Region::Messages.copies(os("dovecot.index")));
+        assert!(Region::Mail.copies(os("users.sqlite")));
+        assert!(Region::Mail.copies(os("dovecot.index.log")));
+        assert!(!Region::Other.copies(os("photo.jpg")));
+        assert!(!Region::Root.copies(os("owncloud.db")));
+        for name in [
+            "dovecot.index.cache",
+            "dovecot-uidlist",
+            ".dovecot.lda-dupes",
+            "maildirsize",
+            "subscriptions",
+        ] {
+            assert!(Region::Other.copies(os(name)), "{name}");
+        }
     }
 }

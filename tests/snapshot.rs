@@ -18,7 +18,7 @@ fn a_snapshot_backup_holds_the_data_as_it_was_when_taken() {
         let at_stop = live_state(&mailbox.root);
 
         let out = mailbox.ok(&["snapshot"]);
-        assert!(stderr(&out).contains("messages linked"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("files linked"), "{}", stderr(&out));
         let snap = mailbox.root.join("backup/snapshot");
         // The snapshot is the data, owners, modes and times included.
         assert_same_tree(&at_stop, &snapshot(&snap, &[]));
@@ -121,15 +121,11 @@ fn without_hard_links_messages_are_copied_and_it_says_so() {
         fs::write(mailbox.key_file(), &key).unwrap();
         let out = mailbox.ok(&["snapshot"]);
         assert!(
-            stderr(&out).contains("copying messages instead"),
+            stderr(&out).contains("cannot be hard-linked into the snapshot: copied instead"),
             "{}",
             stderr(&out)
         );
-        assert!(
-            stderr(&out).contains(" 0 messages linked"),
-            "{}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains(" 0 files linked"), "{}", stderr(&out));
         assert_same_tree(
             &live_state(&mailbox.root),
             &snapshot(&backup.join("snapshot"), &[]),

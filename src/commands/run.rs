@@ -96,7 +96,10 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
             include: legacy.iter().cloned().collect(),
         }
     };
-    let outcome = duplicity.run(&duplicity::backup_args(&layout, mode, &source))?;
+    let outcome = duplicity.run_in(
+        duplicity::source_cwd(&layout, &source),
+        &duplicity::backup_args(&layout, mode, &source),
+    )?;
     if outcome.code == EXIT_USER_ERROR && outcome.locked_out {
         eprintln!(
             "mailbackup: another backup is already running (duplicity holds the lock in {}); this run did nothing",

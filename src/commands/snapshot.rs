@@ -14,9 +14,10 @@ use crate::snapshot;
 ///
 /// mailbackup.service runs it while the mail services are stopped, starts
 /// them again, and backs up the snapshot (`mailbackup run --from-snapshot`).
-/// Maildir messages are hard-linked, every other file is copied, into
-/// STORAGE_ROOT/backup/snapshot. A snapshot an earlier run left is removed
-/// first.
+/// Files are hard-linked into STORAGE_ROOT/backup/snapshot, but for those the
+/// mail services change in place (the rest of mail/ but the messages, and
+/// Dovecot's files anywhere), which are copied. A snapshot an earlier run
+/// left is removed first.
 ///
 /// Example: mailbackup snapshot --remove
 #[derive(Debug, clap::Args)]
@@ -50,7 +51,7 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
     }
     eprintln!(
         "mailbackup: snapshot of {} in {:.2} s (and {:.2} s for the clock to pass the newest copied file): \
-         {} messages linked, {} files copied ({}), {} directories{}",
+         {} files linked, {} copied ({}), {} directories{}",
         layout.storage_root.display(),
         took.as_secs_f64(),
         (started.elapsed() - took).as_secs_f64(),
@@ -59,7 +60,7 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         human_size(stats.copied_bytes),
         stats.directories,
         if stats.skipped > 0 {
-            format!(", {} sockets, FIFOs or devices left out", stats.skipped)
+            format!(", {} sockets left out (as duplicity leaves them out)", stats.skipped)
         } else {
             String::new()
         }

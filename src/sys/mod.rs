@@ -1,4 +1,8 @@
-//! The few calls into the C library; the rest of the code sees plain Rust types.
+//! The calls into the operating system below the standard library: `nix`
+//! where it has a safe wrapper, the C library where it has none. The rest
+//! of the code sees plain Rust types.
+
+pub mod fs;
 
 use std::ffi::CStr;
 
@@ -46,45 +50,6 @@ pub fn python_local_zone(now: i64) -> LocalZone {
 
 /// The bytes an unprivileged user may still write on the filesystem of `path`.
 pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statvfs fills in the zeroed struct; the path is NUL-terminated.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c_path.as_ptr(), &mut st) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(st.f_bavail as u64 * st.f_frsize as u64)
-    }
-}
-
-/// Sets the access and modification times of a symlink itself.
-pub fn set_symlink_times(
-    path: &std::path::Path,
-    atime: (i64, i64),
-    mtime: (i64, i64),
-) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let spec = |(secs, nanos): (i64, i64)| libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: nanos as libc::c_long,
-    };
-    let times = [spec(atime), spec(mtime)];
-    // SAFETY: a NUL-terminated path and two timespecs, as utimensat wants.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(st.blocks_available() * st.fragment_size())
 }

@@ -14,8 +14,11 @@ pub struct Config {
     pub path: PathBuf,
     /// Every setting, in file order, without duplicates.
     pub vars: Vec<(String, String)>,
-    /// Where the box keeps all of its data.
+    /// Where the box keeps all of its data: the directory itself, once
+    /// `load` has resolved the symlinks in the setting.
     pub storage_root: PathBuf,
+    /// The setting as written, when it differs (a symlink to the data).
+    pub linked_from: Option<PathBuf>,
 }
 
 impl Config {
@@ -56,17 +59,36 @@ impl Config {
             path: path.to_owned(),
             vars,
             storage_root: root,
+            linked_from: None,
         })
     }
 
-    /// Reads and parses `path`, and checks that `STORAGE_ROOT` is a directory.
+    /// Reads and parses `path`, checks that `STORAGE_ROOT` is a directory,
+    /// and resolves it to that directory once, for every command and unit:
+    /// a box whose data moved to a bigger disk, with a symlink left in its
+    /// place, backs up the data, not the link.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("Failed to read the configuration file {}", path.display()))?;
-        let config = Config::parse(path, &text)?;
-        let root = &config.storage_root;
-        match std::fs::metadata(root) {
-            Ok(m) if m.is_dir() => Ok(config),
+        let mut config = Config::parse(path, &text)?;
+        let root = config.storage_root.clone();
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => {
+                let resolved = std::fs::canonicalize(&root).with_context(|| {
+                    format!("Failed to resolve STORAGE_ROOT {}", root.display())
+                })?;
+                if resolved != root {
+                    eprintln!(
+                        "mailbackup: STORAGE_ROOT {} leads through a symlink to {}: using {}",
+                        root.display(),
+                        resolved.display(),
+                        resolved.display()
+                    );
+                    config.storage_root = resolved;
+                    config.linked_from = Some(root);
+                }
+                Ok(config)
+            }
             Ok(_) => bail!(
                 "STORAGE_ROOT in {} is {}, which is not a directory",
                 path.display(),

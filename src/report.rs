@@ -167,9 +167,24 @@ pub fn check_health(
     last_run_failed: bool,
 ) -> (Health, String) {
     let mut problems: Vec<(Health, String)> = Vec::new();
-    let newest = inventory.backups.iter().find(|b| b.complete);
-    let age_hours =
-        newest.map(|b| (now_us - b.date.datetime().and_utc().timestamp_micros()) as f64 / 3.6e9);
+    let date_us = |b: &Backup| b.date.datetime().and_utc().timestamp_micros();
+    // A backup dated in the future (a clock that was wrong once) says
+    // nothing of how old the backups are: the age comes from the others.
+    if let Some(b) = inventory.backups.iter().find(|b| date_us(b) > now_us) {
+        problems.push((
+            Health::Warning,
+            format!(
+                "the backup {} is dated {:.1} hours in the future: check the system clock (timedatectl)",
+                b.date,
+                (date_us(b) - now_us) as f64 / 3.6e9
+            ),
+        ));
+    }
+    let newest = inventory
+        .backups
+        .iter()
+        .find(|b| b.complete && date_us(b) <= now_us);
+    let age_hours = newest.map(|b| (now_us - date_us(b)) as f64 / 3.6e9);
     match age_hours {
         None => problems.push((Health::Critical, format!("no complete backup in {dir}"))),
         Some(age) if age > f64::from(max_age_hours) => problems.push((
@@ -237,10 +252,16 @@ pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) 
         let _ = writeln!(out, "No backups yet in {}.", report.directory);
     } else {
         let _ = writeln!(out, "Backups in {}, newest first:", report.directory);
+        // glibc keeps UTC, and names it nothing, when TZ names no zone.
+        let tz = if report.tz.is_empty() {
+            "UTC"
+        } else {
+            &report.tz
+        };
         let _ = writeln!(
             out,
             "{:<22} {:<20} {:<12} {:>10}  DELETED IN",
-            format!("WHEN ({})", report.tz),
+            format!("WHEN ({tz})"),
             "AGE",
             "TYPE",
             "SIZE",
@@ -456,6 +477,12 @@ mod tests {
         let r = backup_status(&inventory, &layout, at("2026-11-24 13:30:00"), &zone);
         let t = render_table(&r, |_| "2026-11-23 01:00".to_owned());
         assert!(t.contains("2026-11-23 01:00"), "{t}");
+        assert!(t.contains("WHEN (UTC)"), "{t}");
+        let nameless = StatusReport {
+            tz: String::new(),
+            ..r.clone()
+        };
+        assert!(render_table(&nameless, |d| d.to_owned()).contains("WHEN (UTC)"));
         assert!(t.contains("1 day, 12 hours"), "{t}");
         assert!(t.contains("full") && t.contains("1.5 KiB"), "{t}");
         assert!(t.contains("Total: 1 backup, 1.5 KiB."), "{t}");
@@ -507,6 +534,23 @@ mod tests {
         let (h, line) = check(vec![interrupted, young], 0, false);
         assert_eq!(h, Health::Warning);
         assert!(line.contains("20261124T020000Z, is incomplete"), "{line}");
+        // A backup dated in the future: a warning that names it; the age
+        // comes from the newest backup that is not.
+        let future = backup("20291124T010000Z", None, 2048);
+        let (h, line) = check(vec![future.clone(), old.clone()], 0, false);
+        assert_eq!(h, Health::Critical, "{line}");
+        assert!(line.contains("60 hours old"), "{line}");
+        assert!(
+            line.contains("the backup 20291124T010000Z is dated 26292.0 hours in the future: check the system clock"),
+            "{line}"
+        );
+        let (h, line) = check(
+            vec![future, backup("20261124T010000Z", None, 2048)],
+            0,
+            false,
+        );
+        assert_eq!(h, Health::Warning, "{line}");
+        assert!(line.contains("age_hours=12.0"), "{line}");
         // The worst problem decides; all are named.
         let (h, line) = check(vec![old], 1, false);
         assert_eq!(h, Health::Critical);

@@ -211,6 +211,28 @@ fn legacy_backups_end_up_in_the_encrypted_backup_then_go() {
         let mut got = snapshot(&restored, &["backup"]);
         got.remove("");
         assert_same_tree(&want, &got);
+
+        // That backup restores in place: the live backup/ (key, backups)
+        // comes over, and the backup's own backup/ goes beside the data
+        // it replaced.
+        let live = live_state(&mailbox.root);
+        let backup_dir = snapshot(&mailbox.root.join("backup"), &["cache", "gnupg"]);
+        let out = mailbox.ok(&["restore", "--in-place", "--yes", "--services", ""]);
+        assert_same_tree(&live, &live_state(&mailbox.root));
+        assert_eq!(
+            snapshot(&mailbox.root.join("backup"), &["cache", "gnupg"]),
+            backup_dir
+        );
+        let kept = fs::read_dir(mailbox.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains(".before-restore-"))
+            .unwrap();
+        assert_same_tree(
+            &legacy,
+            &snapshot(&kept.join("backup.restored/duplicity"), &[]),
+        );
+        assert!(stderr(&out).contains("backup.restored"), "{}", stderr(&out));
     }
 }
 

@@ -215,6 +215,22 @@ fn duplicitys_lock_message_becomes_a_plain_one() {
         "{}",
         stderr(&out)
     );
+    // prune too says why, rather than only an exit code.
+    fs::create_dir_all(mailbox.target()).unwrap();
+    fs::write(
+        mailbox
+            .target()
+            .join("duplicity-full.20261120T010000Z.manifest.gpg"),
+        "m",
+    )
+    .unwrap();
+    let out = mailbox.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(23));
+    assert!(
+        stderr(&out).contains("a backup is running") && stderr(&out).contains("prune again"),
+        "{}",
+        stderr(&out)
+    );
     // Exit 23 for another reason is not reported as a lock.
     let mut mailbox = MailBox::new();
     fake_duplicity(&mut mailbox, "echo 'some other user error' >&2; exit 23");
@@ -348,4 +364,34 @@ fn a_restore_that_fails_half_way_leaves_the_live_data_untouched() {
         "changed: {:?}",
         after.keys().collect::<Vec<_>>()
     );
+}
+
+/// A failed restore into a directory the operator made (or mounted) leaves
+/// that directory where it was, empty, with its mode.
+#[test]
+fn a_failed_restore_keeps_the_empty_directory_it_was_given() {
+    let mut mailbox = MailBox::new();
+    let dir = mailbox.dir.path().join("mounted");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+    fake_duplicity(
+        &mut mailbox,
+        r#"for dest; do :; done; mkdir -p "$dest/mail"; echo partial > "$dest/mail/a.eml"; chmod 755 "$dest"; exit 50"#,
+    );
+    let out = mailbox.run(&["restore", "--to", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(50), "{}", describe(&out));
+    assert!(stderr(&out).contains("is empty again"), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+    let argv = fs::read_to_string(mailbox.dir.path().join("fake-bin/argv")).unwrap();
+    assert!(argv.lines().any(|l| l == "--force"), "{argv}");
+
+    // A directory that did not exist is not left behind half written.
+    let new = mailbox.dir.path().join("new");
+    let out = mailbox.run(&["restore", "--to", new.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(50), "{}", describe(&out));
+    assert!(!new.exists());
 }

@@ -343,9 +343,36 @@ fn status_check_exit_codes() {
         "partial",
     )
     .unwrap();
+    let interrupted = mailbox
+        .target()
+        .join(format!("duplicity-inc.{full}.to.{stamp}.vol1.difftar.gpg"));
     let (code, line) = check(&mailbox, None);
     assert_eq!(code, 1, "{line}");
     assert!(line.contains("is incomplete"), "{line}");
+    fs::remove_file(interrupted).unwrap();
+
+    // A complete set dated in the future (a clock that was wrong once)
+    // neither hides that the real newest backup is old nor goes unnamed.
+    for part in ["manifest.gpg", "vol1.difftar.gpg"] {
+        fs::write(
+            mailbox
+                .target()
+                .join(format!("duplicity-full.20300101T000000Z.{part}")),
+            "x",
+        )
+        .unwrap();
+    }
+    let (code, line) = check(&mailbox, Some("+2d"));
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("48 hours old, more than 36"), "{line}");
+    assert!(
+        line.contains("the backup 20300101T000000Z is dated")
+            && line.contains("in the future: check the system clock"),
+        "{line}"
+    );
+    let (code, line) = check(&mailbox, None);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("in the future"), "{line}");
 
     // It cannot tell: UNKNOWN, not a false warning.
     fs::write(&mailbox.conf, "nothing useful\n").unwrap();

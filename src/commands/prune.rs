@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::config::Config;
-use crate::duplicity::{self, Duplicity};
+use crate::duplicity::{self, Duplicity, EXIT_USER_ERROR};
 use crate::inventory::Inventory;
 use crate::report::KEEP_BACKUPS_FOR_DAYS;
 
@@ -40,6 +40,13 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
         duplicity::cleanup_args(&layout),
     ] {
         let outcome = duplicity.run(&args)?;
+        if outcome.code == EXIT_USER_ERROR && outcome.locked_out {
+            eprintln!(
+                "mailbackup: a backup is running (duplicity holds the lock in {}): prune again once it is done",
+                layout.cache_dir.display()
+            );
+            return Ok(outcome.code);
+        }
         if outcome.code != 0 {
             eprintln!(
                 "mailbackup: duplicity failed with exit code {}: pruning stopped",

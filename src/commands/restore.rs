@@ -110,31 +110,56 @@ fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) 
         None => dir.to_owned(),
     };
     check_space(layout, path.as_deref(), &dest)?;
-    if empty_dir_exists {
-        // duplicity creates the directory itself, with the backup's owner
-        // and mode.
-        std::fs::remove_dir(dir).with_context(|| format!("Failed to prepare {}", dir.display()))?;
-    }
+    let dir_before = std::fs::metadata(dir).ok();
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("Failed to create {}", parent.display()))?;
     }
     let key = super::load_key(config)?;
-    let outcome = Duplicity::locate(layout, &key.passphrase)?.run(&duplicity::restore_args(
-        layout,
-        args.time.as_deref(),
-        path.as_deref(),
-        &dest,
-    ))?;
+    let mut restore = duplicity::restore_args(layout, args.time.as_deref(), path.as_deref(), &dest);
+    if empty_dir_exists && path.is_none() {
+        // Into the directory the operator made (or mounted), which stays:
+        // duplicity refuses an existing target without --force.
+        restore.insert(1, "--force".into());
+    }
+    let outcome = Duplicity::locate(layout, &key.passphrase)?.run(&restore)?;
     if outcome.code != 0 {
+        let cleaned = match &dir_before {
+            Some(before) => empty_again(dir, before),
+            None => match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
         eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {})",
-            outcome.code
+            "mailbackup: the restore failed (duplicity exit code {}); {}",
+            outcome.code,
+            match (cleaned, &dir_before) {
+                (Ok(()), Some(_)) => format!("{} is empty again", dir.display()),
+                (Ok(()), None) => format!("removed what it wrote, and {}", dir.display()),
+                (Err(e), _) => format!("what it wrote is left in {} ({e})", dir.display()),
+            }
         );
         return Ok(outcome.code);
     }
     eprintln!("mailbackup: restored into {}", dest.display());
     Ok(0)
+}
+
+/// Removes what a failed restore wrote into the directory `dir`, which was
+/// empty before, and gives it back the mode and owner it had.
+fn empty_again(dir: &Path, before: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    std::os::unix::fs::chown(dir, Some(before.uid()), Some(before.gid()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(before.mode() & 0o7777))
 }
 
 /// The names beside STORAGE_ROOT that an in-place restore uses.
@@ -210,8 +235,16 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
     let stopped = stop_services(&services);
     let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
     let started = start_services(&services);
-    swapped.with_context(|| format!("The restored tree is kept in {}", restoring.display()))?;
+    let aside =
+        swapped.with_context(|| format!("The restored tree is kept in {}", restoring.display()))?;
     started?;
+    if let Some(aside) = aside {
+        eprintln!(
+            "mailbackup: the backup held a backup/ directory of its own (the old unencrypted \
+             backups of the 2014 layout, which the encrypted backup also holds): it is in {}",
+            aside.display()
+        );
+    }
     eprintln!(
         "mailbackup: restored {} from the backup; the data it replaced is in {}",
         root.display(),
@@ -312,26 +345,44 @@ fn start_services(services: &[String]) -> Result<()> {
 }
 
 /// Puts `restoring` in the place of `root`, which becomes `previous`, and
-/// moves the backup directory over. Undoes what it did when a step fails.
-fn swap(root: &Path, restoring: &Path, previous: &Path, backup_dir: &Path) -> Result<()> {
+/// moves the backup directory over. A backup made while the 2014 layout was
+/// migrated holds a `backup/` of its own (the old unencrypted backups, also
+/// inside the encrypted one): it goes to `previous` as `backup.restored`.
+/// Undoes what it did when a step fails. Returns where that one went.
+fn swap(
+    root: &Path,
+    restoring: &Path,
+    previous: &Path,
+    backup_dir: &Path,
+) -> Result<Option<PathBuf>> {
     let rename = |from: &Path, to: &Path| {
         std::fs::rename(from, to)
             .with_context(|| format!("Failed to rename {} to {}", from.display(), to.display()))
     };
-    rename(root, previous)?;
-    if let Err(e) = rename(restoring, root) {
-        rename(previous, root)?;
-        return Err(e);
-    }
-    let old_backup = previous.join(backup_dir.file_name().unwrap_or_default());
-    if old_backup.exists() {
-        if let Err(e) = rename(&old_backup, backup_dir) {
-            rename(root, restoring)?;
-            rename(previous, root)?;
-            return Err(e);
+    let name = backup_dir.file_name().unwrap_or_default();
+    let restored_backup = restoring.join(name);
+    let aside = previous.join(format!("{}.restored", name.to_string_lossy()));
+    let old_backup = previous.join(name);
+    let mut done: Vec<(&Path, &Path)> = Vec::new();
+    let mut step = |from, to| rename(from, to).map(|()| done.push((from, to)));
+    let result = (|| {
+        step(root, previous)?;
+        let moved_aside = restored_backup.exists();
+        if moved_aside {
+            step(&restored_backup, &aside)?;
+        }
+        step(restoring, root)?;
+        if old_backup.exists() {
+            step(&old_backup, backup_dir)?;
+        }
+        Ok(moved_aside.then(|| aside.clone()))
+    })();
+    if result.is_err() {
+        for (from, to) in done.iter().rev() {
+            rename(to, from)?;
         }
     }
-    Ok(())
+    result
 }
 
 #[cfg(test)]

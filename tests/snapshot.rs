@@ -174,3 +174,59 @@ fn a_rewrite_right_after_the_snapshot_is_in_the_next_backup() {
         [2u8; 4096]
     );
 }
+
+/// A snapshot backup restores exactly what a live backup of the same tree
+/// restores, on a tree shaped like a real box: set-id bits, FIFOs, sparse
+/// files, a path just under the kernel's limit, odd names, hard links.
+#[test]
+fn a_snapshot_backup_restores_exactly_what_a_live_backup_does() {
+    for flavor in flavors() {
+        let mailbox = MailBox::new().with_flavor(&flavor);
+        make_mail_store(&mailbox.root, 60);
+        let long = make_odd_tree(&mailbox.root);
+        let live = live_state(&mailbox.root);
+        assert!(live.contains_key(long.to_str().unwrap()));
+
+        mailbox.ok(&["snapshot"]);
+        let snap = mailbox.root.join("backup/snapshot");
+        assert_same_tree(&live, &snapshot(&snap, &[]));
+        // Outside mail/ a link, inside a copy; both stay sparse.
+        let ino = |p: &std::path::Path| fs::symlink_metadata(p).unwrap().ino();
+        for (rel, linked) in [
+            ("owncloud/data/disk.img", true),
+            ("mail/spamassassin/bayes_toks", false),
+            ("owncloud/data/pipe", true),
+            ("mail/spool.fifo", false),
+            ("www/cgi/setgid-tool", true),
+            ("mail/setgid in mail", false),
+        ] {
+            assert_eq!(
+                ino(&snap.join(rel)) == ino(&mailbox.root.join(rel)),
+                linked,
+                "{rel}"
+            );
+        }
+        let copy = fs::metadata(snap.join("mail/spamassassin/bayes_toks")).unwrap();
+        assert_eq!(copy.len(), 100 << 20);
+        assert!(
+            copy.blocks() * 512 < 1 << 20,
+            "the copy of a sparse file takes {} bytes",
+            copy.blocks() * 512
+        );
+
+        mailbox.ok(&["run", "--from-snapshot"]);
+        mailbox.ok(&["snapshot", "--remove"]);
+        // Restored beside STORAGE_ROOT under a shorter name, so that the
+        // long path fits.
+        let from_snapshot = mailbox.dir.path().join("s");
+        plain_restore_to(&mailbox, &flavor, None, &from_snapshot);
+        assert_same_tree(&live, &snapshot(&from_snapshot, &[]));
+
+        // A live backup of the same tree restores the same.
+        next_second();
+        mailbox.ok(&["run", "--full"]);
+        let from_live = mailbox.dir.path().join("l");
+        plain_restore_to(&mailbox, &flavor, None, &from_live);
+        assert_same_tree(&snapshot(&from_snapshot, &[]), &snapshot(&from_live, &[]));
+    }
+}

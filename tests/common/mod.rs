@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -351,52 +352,99 @@ pub struct FileState {
 pub type Tree = BTreeMap<String, FileState>;
 
 /// The state of a tree, by relative path, leaving out `skip` (relative).
+/// Walked relative to open directories, so that paths longer than the
+/// kernel's limit of 4,096 bytes can be read too.
 pub fn snapshot(root: &Path, skip: &[&str]) -> Tree {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
     let mut map = BTreeMap::new();
-    walk(root, root, skip, &mut map);
+    let top = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let meta = fs::metadata(root).unwrap();
+    map.insert(String::new(), state_of(&meta, "dir", Vec::new(), false));
+    walk(&top, Path::new(""), skip, &mut map);
+    fn walk(dir: &std::os::fd::OwnedFd, rel: &Path, skip: &[&str], map: &mut Tree) {
+        let entries = nix::dir::Dir::from_fd(dir.try_clone().unwrap()).unwrap();
+        for entry in entries {
+            let entry = entry.unwrap();
+            let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let path = rel.join(&name);
+            let key = path.to_string_lossy().into_owned();
+            if skip.contains(&key.as_str()) {
+                continue;
+            }
+            let st = nix::sys::stat::fstatat(
+                dir,
+                name.as_os_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+            let fmt = st.st_mode & libc::S_IFMT;
+            let open = |flags: OFlag| {
+                openat(
+                    dir,
+                    name.as_os_str(),
+                    flags | OFlag::O_NOFOLLOW,
+                    Mode::empty(),
+                )
+                .unwrap_or_else(|e| panic!("{key}: {e}"))
+            };
+            let (kind, content) = match fmt {
+                libc::S_IFLNK => (
+                    "symlink",
+                    nix::fcntl::readlinkat(dir, name.as_os_str())
+                        .unwrap()
+                        .into_encoded_bytes(),
+                ),
+                libc::S_IFDIR => ("dir", Vec::new()),
+                libc::S_IFIFO => ("fifo", Vec::new()),
+                libc::S_IFSOCK => ("socket", Vec::new()),
+                libc::S_IFCHR | libc::S_IFBLK => ("device", st.st_rdev.to_le_bytes().to_vec()),
+                _ => {
+                    let mut f = fs::File::from(open(OFlag::O_RDONLY));
+                    let mut content = Vec::new();
+                    std::io::Read::read_to_end(&mut f, &mut content).unwrap();
+                    ("file", content)
+                }
+            };
+            map.insert(
+                key.clone(),
+                FileState {
+                    kind,
+                    mode: st.st_mode,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    // Directory times change whenever an entry is added; the
+                    // root's is not restored by duplicity. Symlinks' times
+                    // are not kept.
+                    mtime: matches!(kind, "file" | "fifo" | "dir").then_some(st.st_mtime),
+                    content,
+                },
+            );
+            if kind == "dir" {
+                walk(
+                    &open(OFlag::O_RDONLY | OFlag::O_DIRECTORY),
+                    &path,
+                    skip,
+                    map,
+                );
+            }
+        }
+    }
     map
 }
 
-fn walk(root: &Path, path: &Path, skip: &[&str], map: &mut BTreeMap<String, FileState>) {
-    let rel = path
-        .strip_prefix(root)
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    if skip.contains(&rel.as_str()) {
-        return;
-    }
-    let m = fs::symlink_metadata(path).unwrap();
-    let (kind, content) = if m.is_symlink() {
-        (
-            "symlink",
-            fs::read_link(path)
-                .unwrap()
-                .into_os_string()
-                .into_encoded_bytes(),
-        )
-    } else if m.is_dir() {
-        ("dir", Vec::new())
-    } else {
-        ("file", fs::read(path).unwrap())
-    };
-    map.insert(
-        rel,
-        FileState {
-            kind,
-            mode: m.mode(),
-            uid: m.uid(),
-            gid: m.gid(),
-            // Directory times change whenever an entry is added; the root's is
-            // not restored by duplicity. Symlinks' times are not kept.
-            mtime: (kind == "file" || (kind == "dir" && path != root)).then_some(m.mtime()),
-            content,
-        },
-    );
-    if kind == "dir" {
-        for e in fs::read_dir(path).unwrap() {
-            walk(root, &e.unwrap().path(), skip, map);
-        }
+fn state_of(m: &fs::Metadata, kind: &'static str, content: Vec<u8>, mtime: bool) -> FileState {
+    FileState {
+        kind,
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime: mtime.then_some(m.mtime()),
+        content,
     }
 }
 
@@ -424,12 +472,23 @@ pub fn assert_same_tree(want: &BTreeMap<String, FileState>, got: &BTreeMap<Strin
 /// cache and GnuPG home) and the key file's first line; `time` as duplicity
 /// takes it. Returns the restored directory.
 pub fn plain_restore(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>) -> PathBuf {
-    let work = tempfile::Builder::new()
+    let dest = tempfile::Builder::new()
         .prefix("restore")
         .tempdir_in(mailbox.dir.path())
         .unwrap()
+        .keep()
+        .join("restored");
+    plain_restore_to(mailbox, flavor, time, &dest);
+    dest
+}
+
+/// `plain_restore` into `dest`, which must not exist.
+pub fn plain_restore_to(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>, dest: &Path) {
+    let work = tempfile::Builder::new()
+        .prefix("work")
+        .tempdir_in(mailbox.dir.path())
+        .unwrap()
         .keep();
-    let dest = work.join("restored");
     let gnupg = work.join("gnupg");
     fs::create_dir(&gnupg).unwrap();
     fs::set_permissions(&gnupg, fs::Permissions::from_mode(0o700)).unwrap();
@@ -444,7 +503,7 @@ pub fn plain_restore(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>) -> 
     }
     let mut url = OsString::from("file://");
     url.push(mailbox.target());
-    c.arg(url).arg(&dest);
+    c.arg(url).arg(dest);
     let out = c.output().unwrap();
     assert!(
         out.status.success(),
@@ -455,7 +514,6 @@ pub fn plain_restore(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>) -> 
         .env("GNUPGHOME", &gnupg)
         .args(["--kill", "gpg-agent"])
         .output();
-    dest
 }
 
 /// The snapshot of a live STORAGE_ROOT as a backup must contain it.
@@ -522,4 +580,120 @@ pub fn a_day_of_mail(root: &Path) {
 /// A command's error output.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What real boxes hold beside mail, all of which a snapshot must keep as a
+/// live backup keeps it: set-uid and set-gid files, set-gid and sticky
+/// directories, FIFOs, sparse files (one in `mail/`, which the snapshot
+/// copies, one in `owncloud/`, which it links), a path just under the
+/// kernel's limit of 4,096 bytes, odd names, hard links, a dangling symlink
+/// and a file of mode 0000. Owners and groups that root is not in. Returns
+/// the relative path of the long one.
+pub fn make_odd_tree(root: &Path) -> PathBuf {
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let file = |rel: &str, content: &[u8], mode: u32, owner: (u32, u32)| {
+        let p = root.join(rel);
+        write_file(&p, content, 0o600, mtime);
+        std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = |rel: &str, mode: u32, owner: (u32, u32)| {
+        let p = root.join(rel);
+        fs::create_dir_all(&p).unwrap();
+        std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // A shared upload directory: set-gid, inherited by what is made in it.
+    dir("www/shared", 0o2775, (5000, 5001));
+    dir("www/shared/uploads", 0o2775, (5000, 5001));
+    file(
+        "www/shared/uploads/report.pdf",
+        b"%PDF-1.4\n",
+        0o664,
+        (5000, 5001),
+    );
+    file("www/cgi/setuid-tool", b"#!/bin/sh\n", 0o4755, (5000, 5000));
+    file("www/cgi/setgid-tool", b"#!/bin/sh\n", 0o2755, (5000, 5001));
+    file(
+        "mail/setgid in mail",
+        b"copied, not linked",
+        0o2750,
+        (5000, 5001),
+    );
+    dir("www/tmp", 0o1777, (0, 0));
+    file("www/locked", b"nobody reads me", 0o000, (5000, 5000));
+    for fifo in ["owncloud/data/pipe", "mail/spool.fifo"] {
+        let p = root.join(fifo);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o620)).unwrap();
+        std::os::unix::fs::chown(&p, Some(5000), Some(5001)).unwrap();
+        fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+    // Sparse: 100 MiB that take a few KiB.
+    for (rel, at) in [
+        ("owncloud/data/disk.img", 50 << 20),
+        ("mail/spamassassin/bayes_toks", 0),
+    ] {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(100 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], at).unwrap();
+        f.set_modified(mtime).unwrap();
+    }
+    // Odd names.
+    let odd = root.join("www/odd");
+    fs::create_dir_all(&odd).unwrap();
+    for name in [
+        &b" leading space"[..],
+        b"tab\there",
+        b"new\nline",
+        b"back\\slash",
+        b"-dash",
+        b"\xc3\xbcn\xc3\xaf \xe2\x82\xac",
+        b"not utf-8 \xff\xfe",
+        b"*?[]",
+    ] {
+        write_file(
+            &odd.join(std::ffi::OsStr::from_bytes(name)),
+            name,
+            0o644,
+            mtime,
+        );
+    }
+    // Hard links: one inode, two names.
+    write_file(&root.join("owncloud/data/a.txt"), b"twice", 0o644, mtime);
+    fs::hard_link(
+        root.join("owncloud/data/a.txt"),
+        root.join("owncloud/data/b.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("www/dangling")).unwrap();
+    // A path of 4,090 bytes, of which STORAGE_ROOT is the first part.
+    let mut rel = PathBuf::from("long");
+    let total = |rel: &Path| root.as_os_str().len() + 1 + rel.as_os_str().len();
+    while total(&rel) + 201 + 10 < 4090 {
+        rel.push("d".repeat(200));
+    }
+    let name = "f".repeat(4090 - total(&rel) - 1);
+    rel.push(name);
+    assert_eq!(total(&rel), 4090);
+    write_file(&root.join(&rel), b"far down", 0o640, mtime);
+    for p in [
+        "www",
+        "www/cgi",
+        "www/odd",
+        "owncloud",
+        "owncloud/data",
+        "mail/spamassassin",
+    ] {
+        set_mtime(&root.join(p), mtime);
+    }
+    rel
 }

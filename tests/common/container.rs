@@ -201,6 +201,16 @@ impl Container {
         Boot::new().storage_root(root_dir).start()
     }
 
+    /// A path in the container, as the host reaches it.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{inside}", self.init))
+    }
+
+    /// The directory shared with the container as /srv/host.
+    pub fn share(&self) -> &Path {
+        self._share.path()
+    }
+
     /// Runs a shell script in the container.
     pub fn sh(&self, script: &str) -> Output {
         Command::new("nsenter")

@@ -279,13 +279,18 @@ pub fn make_mail_store(root: &Path, messages: usize) {
         0o644,
         mtime,
     );
-    let db = root.join("mail/users.sqlite");
+    // Made aside and copied in: sqlite resolves symlinks in its path itself,
+    // which breaks a root reached through /proc/PID/root.
+    let made = tempfile::tempdir().unwrap();
     let out = Command::new("sqlite3")
-        .arg(&db)
+        .arg(made.path().join("users.sqlite"))
         .arg("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, password TEXT); INSERT INTO users (email, password) VALUES ('alice@example.com', '{SHA512-CRYPT}x'), ('zoë@example.com', '{SHA512-CRYPT}y');")
         .output()
         .expect("sqlite3 is missing: run tests/setup.sh first");
     assert!(out.status.success(), "{}", describe(&out));
+    let db = root.join("mail/users.sqlite");
+    let _ = fs::remove_file(&db);
+    fs::copy(made.path().join("users.sqlite"), &db).unwrap();
     fs::set_permissions(&db, fs::Permissions::from_mode(0o660)).unwrap();
     fs::create_dir_all(root.join("ssl")).unwrap();
     write_file(

@@ -13,8 +13,9 @@ use crate::config::DEFAULT_CONFIG;
 
 /// Encrypted, incremental backups of a Mail-in-a-Box with duplicity.
 ///
-/// systemd runs `mailbackup run` from mailbackup.service: it stops the mail
-/// services, backs up, starts them again and prunes old backups. Set it up
+/// systemd runs the backup from mailbackup.service: it stops (or pauses) the
+/// mail services for the moment a snapshot of the data takes, backs up the
+/// snapshot while the mail runs again, and prunes old backups. Set it up
 /// with `mailbackup install`.
 #[derive(Debug, Parser)]
 #[command(

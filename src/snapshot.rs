@@ -36,7 +36,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Layout;
 use crate::migration;
-use crate::sys::fs::{raise_open_files_limit, DirFd, Kind, Stat};
+use crate::sys::fs::{raise_open_files_limit, too_many_links, DirFd, Kind, Stat};
 
 /// The directory of `STORAGE_ROOT` that the mail services write.
 pub const MAIL_DIR: &str = "mail";
@@ -450,7 +450,9 @@ impl Walk<'_> {
         kind: Kind,
         stats: &mut SnapshotStats,
     ) -> Result<()> {
-        let copy = node.region.copies(name)
+        // A device node is never written through; and only a link can keep it.
+        let device = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+        let copy = (node.region.copies(name) && !device)
             || node.copy_all.load(Ordering::Relaxed)
             || self.no_links.get().is_some();
         if !copy {
@@ -460,7 +462,7 @@ impl Walk<'_> {
                     return Ok(());
                 }
                 // Too many links to this one inode: copy it alone.
-                Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {}
+                Err(e) if too_many_links(&e) => {}
                 // A mount point in between (a bind mount): copy this directory.
                 Err(e) if e.kind() == ErrorKind::CrossesDevices => {
                     if !node.copy_all.swap(true, Ordering::Relaxed) {

@@ -258,7 +258,11 @@ fn an_interrupted_migration_completes_on_the_next_run() {
         "the backup did not start"
     );
     std::thread::sleep(Duration::from_millis(700));
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     child.wait().unwrap();
     assert!(
         mailbox.root.join("backup/duplicity").is_dir(),

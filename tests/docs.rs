@@ -44,6 +44,10 @@ fn every_help_says_what_it_does_and_gives_an_example() {
             text.contains("Example"),
             "{sub} --help gives no example:\n{text}"
         );
+        assert!(
+            !text.to_lowercase().contains("reference"),
+            "{sub} --help speaks of a reference a user does not know:\n{text}"
+        );
     }
 }
 

@@ -122,51 +122,47 @@ fn stdout(out: &std::process::Output) -> String {
 }
 
 /// `systemd-analyze verify` prints nothing at all for the installed units
-/// (it exits 0 on warnings, so its output is the test).
+/// (it exits 0 on warnings, so its output is the test), with and without an
+/// after-backup hook, in every downtime mode.
 #[test]
 fn installed_units_verify_cleanly() {
-    let mailbox = install_box();
-    let units = mailbox.dir.path().join("units");
-    fs::create_dir(&units).unwrap();
-    let out = install(&mailbox, &units, &[]);
-    assert!(out.status.success(), "{}", describe(&out));
-    // verify checks that ExecStart= binaries exist: give the hook one.
-    write_file(
-        &mailbox.root.join("backup/after-backup"),
-        b"#!/bin/sh\n",
-        0o755,
-        std::time::SystemTime::now(),
-    );
-    let mut unit_path = units.clone().into_os_string();
-    unit_path.push(":");
-    let out = Command::new("systemd-analyze")
-        .current_dir(&units)
-        .env("SYSTEMD_UNIT_PATH", &unit_path)
-        .args([
-            "verify",
-            "mailbackup.service",
-            "mailbackup.timer",
-            "mailbackup-after-backup.service",
-            "mailbackup-verify.service",
-            "mailbackup-verify.timer",
-            "mailbackup-failure@mailbackup.service.service",
-            "mailbackup-snapshot.service",
-        ])
-        .output()
-        .expect("systemd-analyze is missing: run tests/setup.sh first");
-    assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "",
-        "{}",
-        describe(&out)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "",
-        "{}",
-        describe(&out)
-    );
+    for downtime in ["snapshot", "full"] {
+        let mailbox = install_box();
+        let units = mailbox.dir.path().join("units");
+        fs::create_dir(&units).unwrap();
+        let out = install(&mailbox, &units, &["--downtime", downtime]);
+        assert!(out.status.success(), "{}", describe(&out));
+        for hook in [false, true] {
+            if hook {
+                write_file(
+                    &mailbox.root.join("backup/after-backup"),
+                    b"#!/bin/sh\n",
+                    0o755,
+                    std::time::SystemTime::now(),
+                );
+            }
+            let mut unit_path = units.clone().into_os_string();
+            unit_path.push(":");
+            let names: Vec<String> = fs::read_dir(&units)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .map(|n| n.replace("@.service", "@mailbackup.service.service"))
+                .collect();
+            let out = Command::new("systemd-analyze")
+                .current_dir(&units)
+                .env("SYSTEMD_UNIT_PATH", &unit_path)
+                .arg("verify")
+                .args(&names)
+                .output()
+                .expect("systemd-analyze is missing: run tests/setup.sh first");
+            assert!(out.status.success(), "{}", describe(&out));
+            assert_eq!(
+                (stdout(&out), stderr(&out)),
+                (String::new(), String::new()),
+                "{downtime}, hook {hook}: {names:?}"
+            );
+        }
+    }
 }
 
 #[test]

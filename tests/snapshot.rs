@@ -230,3 +230,53 @@ fn a_snapshot_backup_restores_exactly_what_a_live_backup_does() {
         assert_same_tree(&snapshot(&from_snapshot, &[]), &snapshot(&from_live, &[]));
     }
 }
+
+/// The snapshot's cost does not grow with data the mail services never
+/// write: Nextcloud's and the web sites' files are hard links, while the
+/// files Dovecot changes in place are copies that keep the moment of the
+/// snapshot.
+#[test]
+fn non_mail_data_is_linked_and_what_dovecot_rewrites_is_copied() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 60);
+    let video = mailbox.root.join("owncloud/alice/files/holiday.mp4");
+    fs::create_dir_all(video.parent().unwrap()).unwrap();
+    random_file(&video, 40_000_000);
+    let log = mailbox
+        .root
+        .join("mail/mailboxes/example.com/alice/dovecot.index.log");
+    let at_snapshot = live_state(&mailbox.root);
+
+    let out = mailbox.ok(&["snapshot"]);
+    let snap = mailbox.root.join("backup/snapshot");
+    let ino = |p: &std::path::Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&snap.join("owncloud/alice/files/holiday.mp4")),
+        ino(&video),
+        "a large file outside the mail is linked"
+    );
+    assert_ne!(
+        ino(&snap.join("mail/mailboxes/example.com/alice/dovecot.index.log")),
+        ino(&log),
+        "Dovecot's log is copied"
+    );
+    assert!(stderr(&out).contains("files linked"), "{}", stderr(&out));
+
+    // Dovecot runs again and writes into its files in place.
+    let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, b"appended after the snapshot").unwrap();
+    drop(f);
+    let index = mailbox
+        .root
+        .join("mail/mailboxes/example.com/bob/dovecot.index");
+    let f = fs::OpenOptions::new().write(true).open(&index).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"rewritten", 0).unwrap();
+    drop(f);
+    assert_same_tree(&at_snapshot, &snapshot(&snap, &[]));
+
+    mailbox.ok(&["run", "--from-snapshot"]);
+    mailbox.ok(&["snapshot", "--remove"]);
+    let restored = plain_restore(&mailbox, flavor, None);
+    assert_same_tree(&at_snapshot, &snapshot(&restored, &[]));
+}

@@ -335,6 +335,11 @@ fn copy_range_by_reads(src: &File, dst: &File, mut from: i64, to: i64) -> io::Re
     Ok(())
 }
 
+/// Whether a link failed because its inode has as many links as it can.
+pub fn too_many_links(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(Errno::EMLINK as i32)
+}
+
 /// Raises the soft limit of open files to the hard one: a walk holds a
 /// descriptor for every directory it is inside of, on every thread.
 pub fn raise_open_files_limit() {

@@ -374,7 +374,10 @@ impl Drop for Container {
             std::thread::sleep(Duration::from_millis(100));
         }
         // Killing the container's init ends its whole PID namespace.
-        unsafe { libc::kill(self.init as i32, libc::SIGKILL) };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.init as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = self.nspawn.kill();
         let _ = self.nspawn.wait();
         self.remove_cgroups();

@@ -15,10 +15,26 @@ for p in debootstrap systemd-container; do
 done
 if [ -n "${missing:-}" ]; then apt-get update -q && apt-get install -y -q $missing; fi
 
+# The host's own Debian mirror (a box behind its own mirror can run the
+# tests), unless MAILBACKUP_DEBIAN_MIRROR names another.
+host_mirror() {
+    local uri
+    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
+    [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /^\[/ && $2 !~ /security/ { print $2; exit }
+        $1 == "deb" && $2 ~ /^\[/ && $3 !~ /security/ { print $3; exit }' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1)
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+mirror=${MAILBACKUP_DEBIAN_MIRROR:-$(host_mirror)}
+
 rm -rf "$root.tmp"
 mkdir -p "$(dirname "$root")"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,debconf-utils bookworm "$root.tmp" http://deb.debian.org/debian
-cp /etc/apt/sources.list.d/debian.sources "$root.tmp/etc/apt/sources.list.d/" 2>/dev/null || true
+echo "bootstrapping from $mirror"
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,debconf-utils bookworm "$root.tmp" "$mirror"
+# The host's sources too, so that apt in the root uses the same mirror.
+cp /etc/apt/sources.list.d/*.sources "$root.tmp/etc/apt/sources.list.d/" 2>/dev/null || true
+[ -s /etc/apt/sources.list ] && cp /etc/apt/sources.list "$root.tmp/etc/apt/sources.list" || true
 echo mailbackup-e2e > "$root.tmp/etc/hostname"
 chroot "$root.tmp" sh -ec '
     echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections

@@ -140,6 +140,11 @@ pub struct Layout {
     pub snapshot_dir: PathBuf,
     /// Where a snapshot is built before it is complete.
     pub snapshot_partial: PathBuf,
+    /// `backup/verify-requested`: the next backup compares itself with its
+    /// snapshot.
+    pub verify_request: PathBuf,
+    /// `backup/verify-result`: what that comparison found.
+    pub verify_result: PathBuf,
 }
 
 impl Layout {
@@ -156,6 +161,8 @@ impl Layout {
             hook: backup_dir.join("after-backup"),
             snapshot_dir: backup_dir.join("snapshot"),
             snapshot_partial: backup_dir.join("snapshot.partial"),
+            verify_request: backup_dir.join("verify-requested"),
+            verify_result: backup_dir.join("verify-result"),
             backup_dir,
         }
     }

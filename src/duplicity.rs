@@ -144,16 +144,20 @@ pub fn list_args(layout: &Layout, time: Option<&str>) -> Vec<OsString> {
 }
 
 /// The arguments that compare the latest backup, file data included, with
-/// `STORAGE_ROOT` without its `backup/` directory.
-pub fn verify_args(layout: &Layout) -> Vec<OsString> {
+/// `STORAGE_ROOT` without its `backup/` directory, or with the snapshot (run
+/// them in `source_cwd`).
+pub fn verify_args(layout: &Layout, source: &Source) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["verify".into(), "--compare-data".into()];
     args.extend(archive_dir(layout));
-    args.extend([
-        "--exclude".into(),
-        layout.backup_dir.clone().into_os_string(),
-        target_url(layout),
-        layout.storage_root.clone().into_os_string(),
-    ]);
+    match source {
+        Source::Live { .. } => args.extend([
+            "--exclude".into(),
+            layout.backup_dir.clone().into_os_string(),
+            target_url(layout),
+            layout.storage_root.clone().into_os_string(),
+        ]),
+        Source::Snapshot => args.extend([target_url(layout), ".".into()]),
+    }
     args
 }
 
@@ -472,7 +476,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            strings(verify_args(&l)),
+            strings(verify_args(&l, &Source::Snapshot))[4..],
+            ["file:///home/user data/backup/encrypted", "."]
+        );
+        assert_eq!(
+            strings(verify_args(&l, &Source::Live { include: vec![] })),
             [
                 "verify",
                 "--compare-data",

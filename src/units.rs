@@ -73,10 +73,13 @@ pub const DEFAULT_VERIFY_CALENDAR: &str = "monthly";
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Downtime {
-    /// Only while a snapshot of the data is taken: seconds.
+    /// Stopped while a snapshot of the data is taken: seconds.
     #[default]
     Snapshot,
-    /// For the whole duplicity run, as Mail-in-a-Box's backup.py did.
+    /// Frozen (cgroup v2) while a snapshot is taken: connections wait, none
+    /// is refused; the snapshot is crash-consistent.
+    Pause,
+    /// Stopped for the whole duplicity run, as Mail-in-a-Box's backup.py did.
     Full,
 }
 
@@ -85,8 +88,24 @@ impl Downtime {
     pub fn name(self) -> &'static str {
         match self {
             Downtime::Snapshot => "snapshot",
+            Downtime::Pause => "pause",
             Downtime::Full => "full",
         }
+    }
+
+    /// Whether the backup reads a snapshot (and needs the snapshot unit).
+    pub fn takes_snapshot(self) -> bool {
+        self != Downtime::Full
+    }
+}
+
+/// The unit whose processes are frozen to pause `service`. Debian's
+/// postfix.service is a wrapper without processes: the daemons run in
+/// postfix@-.service, which is the one to freeze.
+pub fn frozen_unit(service: &str) -> String {
+    match service {
+        "postfix.service" => "postfix@-.service".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -124,7 +143,8 @@ struct ServiceUnit<'a> {
     restrict_setid: bool,
     choices_mark: &'a str,
     choices: &'a str,
-    snapshot: bool,
+    mode: &'a str,
+    frozen: &'a [String],
     storage_root: &'a str,
     writable: &'a str,
     capabilities: &'a str,
@@ -138,6 +158,7 @@ struct ServiceUnit<'a> {
 #[derive(Template)]
 #[template(path = "mailbackup-verify.service", escape = "none")]
 struct VerifyUnit<'a> {
+    mode: &'a str,
     address_families: &'a str,
     umask: &'a str,
     restrict_setid: bool,
@@ -300,6 +321,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     if settings.choices.contains(['\n', '\r']) {
         bail!("the recorded install options span more than one line");
     }
+    let frozen: Vec<String> = services.iter().map(|s| frozen_unit(s)).collect();
     let service = ServiceUnit {
         restrict_setid: true,
         // systemctl talks to systemd over a local socket.
@@ -308,7 +330,8 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         umask: "0022",
         choices_mark: CHOICES_MARK,
         choices: &settings.choices,
-        snapshot: settings.downtime == Downtime::Snapshot,
+        mode: settings.downtime.name(),
+        frozen: &frozen,
         storage_root: &storage_root,
         writable: &backup_dir,
         capabilities: READER_CAPABILITIES,
@@ -347,6 +370,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     ];
     if let Some(on_calendar) = verify_calendar {
         let verify = VerifyUnit {
+            mode: settings.downtime.name(),
             restrict_setid: true,
             address_families: "AF_UNIX",
             umask: "0022",
@@ -366,7 +390,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         files.push(file(VERIFY_SERVICE, verify.render())?);
         files.push(file(VERIFY_TIMER, verify_timer.render())?);
     }
-    if settings.downtime == Downtime::Snapshot {
+    if settings.downtime.takes_snapshot() {
         let snapshot_dir = unit_path("The snapshot directory", &l.snapshot_dir)?;
         let snapshot = SnapshotUnit {
             // Copies keep set-id bits.

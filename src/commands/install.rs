@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
 use crate::key;
+use crate::sys::CgroupHierarchy;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
 use crate::units::{
     self, Downtime, UnitFile, UnitSettings, CHOICES_MARK, DEFAULT_CALENDAR, DEFAULT_SERVICES,
@@ -47,8 +48,10 @@ pub struct InstallArgs {
     #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 1..)]
     pub services: Option<Vec<String>>,
 
-    /// How long the mail services are down: during a snapshot of the data
-    /// (seconds), or during the whole backup [default: snapshot]
+    /// How the mail services make way for the backup: stopped for the
+    /// seconds a snapshot of the data takes, frozen for that moment (pause:
+    /// connections wait, none is refused; needs cgroup v2), or stopped for
+    /// the whole backup [default: snapshot]
     #[arg(long, value_enum)]
     pub downtime: Option<Downtime>,
 
@@ -229,6 +232,10 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         units::calendar_spec(spec)?;
         systemd::check_calendar(spec)?;
     }
+    let downtime = choices.downtime.unwrap_or_default();
+    if downtime == Downtime::Pause {
+        check_freezing(crate::sys::cgroup_hierarchy())?;
+    }
     let bin = match &args.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()
@@ -246,7 +253,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             .services
             .clone()
             .unwrap_or_else(|| DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()),
-        downtime: choices.downtime.unwrap_or_default(),
+        downtime,
         verify_calendar,
         mail_to,
         choices: choices.to_record(),
@@ -376,6 +383,20 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `--downtime pause` freezes the mail services' cgroups, which systemd can
+/// do only on the unified (v2) hierarchy.
+pub fn check_freezing(hierarchy: CgroupHierarchy) -> Result<()> {
+    let why = match hierarchy {
+        CgroupHierarchy::Unified => return Ok(()),
+        CgroupHierarchy::Hybrid => "this system runs the hybrid cgroup hierarchy (v1 controllers, /sys/fs/cgroup is not cgroup2)",
+        CgroupHierarchy::Legacy => "this system runs the legacy cgroup v1 hierarchy",
+    };
+    bail!(
+        "--downtime pause freezes the mail services, which systemd can do only on the unified cgroup v2 \
+         hierarchy, and {why}: boot with systemd.unified_cgroup_hierarchy=1, or choose --downtime snapshot"
+    )
+}
+
 /// The unit file at `path`, if there is one.
 pub fn read_unit(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -461,6 +482,18 @@ mod tests {
             ..Choices::default()
         };
         assert!(!odd.to_record().contains('\n'));
+    }
+
+    #[test]
+    fn pausing_needs_cgroup_v2() {
+        assert!(check_freezing(CgroupHierarchy::Unified).is_ok());
+        for h in [CgroupHierarchy::Hybrid, CgroupHierarchy::Legacy] {
+            let e = check_freezing(h).unwrap_err().to_string();
+            assert!(
+                e.contains("cgroup v2") && e.contains("--downtime snapshot"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

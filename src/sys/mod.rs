@@ -53,3 +53,27 @@ pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
     Ok(st.blocks_available() * st.fragment_size())
 }
+
+/// The cgroup hierarchy that systemd runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupHierarchy {
+    /// cgroup v2 only: units can be frozen.
+    Unified,
+    /// v1 controllers with v2 beside them (`/sys/fs/cgroup/unified`).
+    Hybrid,
+    /// cgroup v1 only.
+    Legacy,
+}
+
+/// Which cgroup hierarchy `/sys/fs/cgroup` holds.
+pub fn cgroup_hierarchy() -> CgroupHierarchy {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    let is_v2 = |p: &str| statfs(p).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC);
+    if is_v2("/sys/fs/cgroup") {
+        CgroupHierarchy::Unified
+    } else if is_v2("/sys/fs/cgroup/unified") {
+        CgroupHierarchy::Hybrid
+    } else {
+        CgroupHierarchy::Legacy
+    }
+}

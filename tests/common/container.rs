@@ -53,7 +53,7 @@ pub struct Container {
 /// How to boot a container.
 pub struct Boot {
     storage_root: String,
-    unified_cgroups: bool,
+    unified_cgroups: Option<bool>,
     host_network: bool,
     binds: Vec<(PathBuf, String)>,
 }
@@ -62,7 +62,7 @@ impl Boot {
     pub fn new() -> Boot {
         Boot {
             storage_root: "/home/user-data".into(),
-            unified_cgroups: false,
+            unified_cgroups: None,
             host_network: false,
             binds: Vec::new(),
         }
@@ -77,7 +77,14 @@ impl Boot {
     /// A unified (v2) cgroup hierarchy, where `systemctl freeze` works; on
     /// a host with a hybrid hierarchy the container gets v1 otherwise.
     pub fn unified_cgroups(mut self) -> Boot {
-        self.unified_cgroups = true;
+        self.unified_cgroups = Some(true);
+        self
+    }
+
+    /// The cgroup v1 hierarchy (hybrid or legacy), where freezing a unit
+    /// is refused.
+    pub fn v1_cgroups(mut self) -> Boot {
+        self.unified_cgroups = Some(false);
         self
     }
 
@@ -131,8 +138,11 @@ impl Boot {
         if !self.host_network {
             nspawn.arg("--private-network");
         }
-        if self.unified_cgroups {
-            nspawn.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1");
+        if let Some(unified) = self.unified_cgroups {
+            nspawn.env(
+                "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
+                if unified { "1" } else { "0" },
+            );
         }
         nspawn
             .arg("-D")
@@ -241,6 +251,12 @@ impl Container {
     /// backup takes a while) and an after-backup hook, then installs the
     /// units.
     pub fn set_up_box(&self, big_mb: u32, install_args: &str) -> String {
+        self.prepare_box(big_mb);
+        self.ok(&format!("mailbackup install {install_args}"))
+    }
+
+    /// `set_up_box` without `mailbackup install`.
+    pub fn prepare_box(&self, big_mb: u32) {
         let listing = self.ok(
             "dpkg -i /srv/host/mailbackup.deb >/dev/null && systemctl list-units --all --no-legend 'mailbackup*'",
         );
@@ -268,7 +284,6 @@ impl Container {
             chmod 755 $R/backup/after-backup
             "#
         )));
-        self.ok(&format!("mailbackup install {install_args}"))
     }
 
     /// Starts the backup and watches postfix and dovecot while duplicity runs.
@@ -333,11 +348,11 @@ impl Container {
             rm -rf /tmp/r && mkdir -m 700 /tmp/r /tmp/r/gnupg
             PASSPHRASE="$(head -n1 $R/backup/secret_key.txt)" GNUPGHOME=/tmp/r/gnupg \
                 duplicity restore --archive-dir /tmp/r/cache file://$R/backup/encrypted /tmp/r/data >/dev/null
-            list() { cd "$1" && find . -mindepth 1 \( -path ./backup -o -path ./hook-ran \) -prune -o -exec stat -c '%n %F %a %u %g %Y %s' {} + | sort; }
-            list $R > /tmp/r/want; list /tmp/r/data > /tmp/r/got
-            diff /tmp/r/want /tmp/r/got
-            diff -r --exclude=backup --exclude=hook-ran $R /tmp/r/data
             "#),
+        );
+        super::assert_same_tree(
+            &super::snapshot(&self.path(&self.root), &["backup", "hook-ran"]),
+            &super::snapshot(&self.path("/tmp/r/data"), &[]),
         );
     }
 

@@ -13,6 +13,7 @@ pub mod migration;
 pub mod notify;
 pub mod pytime;
 pub mod report;
+pub mod smtp;
 pub mod snapshot;
 pub mod sys;
 pub mod systemd;

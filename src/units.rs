@@ -203,6 +203,7 @@ struct SnapshotUnit<'a> {
 #[derive(Template)]
 #[template(path = "mailbackup-failure@.service", escape = "none")]
 struct FailureUnit<'a> {
+    key_file: &'a str,
     bin: &'a str,
     config: &'a str,
     mail_to: &'a str,
@@ -346,6 +347,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         randomized_delay: "30min",
     };
     let failure = FailureUnit {
+        key_file: &key_file,
         bin: &bin,
         config: &config,
         mail_to: &settings.mail_to,

@@ -200,6 +200,7 @@ fn the_services_are_locked_down() {
         (units::VERIFY_SERVICE, units::Downtime::Snapshot),
         (units::VERIFY_SERVICE, units::Downtime::Full),
         (units::SNAPSHOT_SERVICE, units::Downtime::Snapshot),
+        (units::FAILURE_SERVICE, units::Downtime::Snapshot),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let rendered = units::render(&UnitSettings {
@@ -218,8 +219,12 @@ fn the_services_are_locked_down() {
         let score: f64 = text
             .lines()
             .find_map(|l| {
-                l.split(&format!("Overall exposure level for {name}: "))
-                    .nth(1)
+                // A template is scored as an instance, `@i`.
+                l.split(&format!(
+                    "Overall exposure level for {}: ",
+                    name.replace("@.", "@i.")
+                ))
+                .nth(1)
             })
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|s| s.parse().ok())

@@ -1,25 +1,24 @@
 //! `mailbackup notify-failure`: mail the administrator that a unit failed.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::config::Config;
-use crate::key;
 use crate::notify::{failure_mail, redact, valid_address, FailureReport};
 use crate::systemd;
 use crate::units;
+use crate::{key, smtp};
 
-/// The sendmail of the box's own postfix.
-pub const SENDMAIL: &str = "/usr/sbin/sendmail";
+/// The box's own mail server.
+pub const LOCAL_SMTP: &str = "127.0.0.1:25";
 
 /// Mail the administrator that a unit failed, with its journal.
 ///
 /// Run by mailbackup-failure@UNIT.service, which systemd starts when
-/// mailbackup.service, the hook or the verify service fails. Sends through
-/// /usr/sbin/sendmail.
+/// mailbackup.service, the hook or the verify service fails. Hands the mail
+/// to the box's own mail server on 127.0.0.1:25 (the sandboxed unit may not
+/// run the set-gid sendmail).
 ///
 /// Example: mailbackup notify-failure --to administrator@box.example.com mailbackup.service
 #[derive(Debug, clap::Args)]
@@ -34,6 +33,10 @@ pub struct NotifyFailureArgs {
     /// How many lines of the unit's journal to include.
     #[arg(long, default_value_t = 60)]
     pub lines: u32,
+
+    /// The SMTP server that takes the mail.
+    #[arg(long, value_name = "HOST:PORT", default_value = LOCAL_SMTP)]
+    pub smtp: String,
 }
 
 pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
@@ -52,8 +55,10 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         })
         .unwrap_or_else(|| "localhost".to_owned());
     let result = systemd::show(&unit, "Result").unwrap_or_else(|| "unknown".to_owned());
-    // The key only to blank it out, should it ever have reached the journal.
-    let passphrase = key::load(&config.layout().key_file)
+    // The key only to blank it out, should it ever have reached the journal:
+    // the unit's credential, or the key file when run by hand.
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    let passphrase = key::load(&key::key_path(&config.layout(), credentials.as_deref()))
         .ok()
         .map(|k| k.passphrase);
     let journal = redact(
@@ -69,20 +74,14 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         journal: &journal,
         date: &date,
     });
-    let mut child = Command::new(SENDMAIL)
-        .args(["-i", "-t"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("Failed to run {SENDMAIL} to mail {}", args.to))?;
-    child
-        .stdin
-        .take()
-        .context("sendmail has no input")?
-        .write_all(message.as_bytes())
-        .with_context(|| format!("Failed to hand the mail to {SENDMAIL}"))?;
-    let status = child.wait().context("Failed to wait for sendmail")?;
-    if !status.success() {
-        bail!("{SENDMAIL} failed ({status}): the administrator was not told that {unit} failed");
+    if let Err(e) = smtp::send(
+        &args.smtp,
+        &host,
+        &format!("root@{host}"),
+        &args.to,
+        &message,
+    ) {
+        bail!("{e:#}: the administrator was not told that {unit} failed");
     }
     eprintln!("mailbackup: told {} that {unit} failed ({result})", args.to);
     Ok(0)

@@ -16,7 +16,7 @@ pub fn e2e_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/cache/mailbackup-e2e/bookworm".into());
     assert!(
-        root.join(".mailbackup-e2e-v1").exists(),
+        root.join(".mailbackup-e2e-v2").exists(),
         "{} is missing: run tests/setup.sh (or tests/e2e/make-root.sh) first",
         root.display()
     );

@@ -6,7 +6,7 @@
 #   bash tests/e2e/make-root.sh
 set -euo pipefail
 root=${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/bookworm}
-stamp=$root/.mailbackup-e2e-v1
+stamp=$root/.mailbackup-e2e-v2
 [ -e "$stamp" ] && exit 0
 
 export DEBIAN_FRONTEND=noninteractive
@@ -44,9 +44,14 @@ chroot "$root.tmp" sh -ec '
         postfix dovecot-imapd duplicity gnupg python3 sqlite3 procps
     apt-get clean
     useradd --system --create-home --home-dir /home/user-data user-data
+    # Set up in a chroot, postfix may listen on no TCP port; a box takes
+    # mail on 127.0.0.1:25, where the failure mail is handed in.
+    postconf -e inet_interfaces=loopback-only inet_protocols=ipv4
     systemctl enable postfix dovecot
     systemctl mask systemd-networkd-wait-online.service console-getty.service 2>/dev/null || true
 '
-touch "$root.tmp/.mailbackup-e2e-v1"
+touch "$root.tmp/.mailbackup-e2e-v2"
+# An older version of the root, if any, goes.
+rm -rf "$root"
 mv "$root.tmp" "$root"
 echo "built $root"

@@ -54,7 +54,13 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
                 .map(|h| h.trim().to_owned())
         })
         .unwrap_or_else(|| "localhost".to_owned());
-    let result = systemd::show(&unit, "Result").unwrap_or_else(|| "unknown".to_owned());
+    // systemd gives an OnFailure= unit the result of the unit that failed;
+    // asking over D-Bus is the way when run by hand.
+    let result = std::env::var("MONITOR_SERVICE_RESULT")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| systemd::show(&unit, "Result"))
+        .unwrap_or_else(|| "unknown".to_owned());
     // The key only to blank it out, should it ever have reached the journal:
     // the unit's credential, or the key file when run by hand.
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);

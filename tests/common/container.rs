@@ -352,7 +352,7 @@ impl Container {
         );
         super::assert_same_tree(
             &super::snapshot(&self.path(&self.root), &["backup", "hook-ran"]),
-            &super::snapshot(&self.path("/tmp/r/data"), &[]),
+            &super::snapshot(&self.path("/tmp/r/data"), &["hook-ran"]),
         );
     }
 

@@ -140,6 +140,10 @@ pub struct Layout {
     pub snapshot_dir: PathBuf,
     /// Where a snapshot is built before it is complete.
     pub snapshot_partial: PathBuf,
+    /// Where a snapshot that an interrupted run left goes, to be removed
+    /// after the next backup rather than while the mail waits:
+    /// `backup/snapshot.leftover-N`.
+    pub snapshot_leftover: PathBuf,
     /// `backup/verify-requested`: the next backup compares itself with its
     /// snapshot.
     pub verify_request: PathBuf,
@@ -161,6 +165,7 @@ impl Layout {
             hook: backup_dir.join("after-backup"),
             snapshot_dir: backup_dir.join("snapshot"),
             snapshot_partial: backup_dir.join("snapshot.partial"),
+            snapshot_leftover: backup_dir.join("snapshot.leftover"),
             verify_request: backup_dir.join("verify-requested"),
             verify_result: backup_dir.join("verify-result"),
             backup_dir,

@@ -131,10 +131,12 @@ fn is_dovecot_file(name: &[u8]) -> bool {
 
 /// Takes a snapshot of `STORAGE_ROOT` (without `backup/`, but with the
 /// legacy `backup/duplicity` of the 2014 layout) into `backup/snapshot`.
-/// A snapshot left by an earlier run is removed first. The snapshot is
-/// built beside its place and renamed into it when complete.
+/// A snapshot left by an interrupted run is set aside, to be removed with
+/// this one after the backup: removing a million links takes minutes, which
+/// the waiting mail must not. The snapshot is built beside its place and
+/// renamed into it when complete.
 pub fn take(layout: &Layout) -> Result<SnapshotStats> {
-    remove(layout)?;
+    set_aside(layout)?;
     raise_open_files_limit();
     let root_path = &layout.storage_root;
     let root = DirFd::open(root_path)
@@ -221,12 +223,57 @@ pub fn take(layout: &Layout) -> Result<SnapshotStats> {
     Ok(stats)
 }
 
-/// Removes the snapshot, complete or not. Returns whether there was one.
+/// Renames what an interrupted run left (a snapshot, complete or not) to
+/// `snapshot.leftover-N`: one rename, whatever its size.
+fn set_aside(layout: &Layout) -> Result<()> {
+    for dir in [&layout.snapshot_dir, &layout.snapshot_partial] {
+        if std::fs::symlink_metadata(dir).is_err() {
+            continue;
+        }
+        let aside = (1..)
+            .map(|n| {
+                let mut name = layout.snapshot_leftover.clone().into_os_string();
+                name.push(format!("-{n}"));
+                PathBuf::from(name)
+            })
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .unwrap_or_else(|| layout.snapshot_leftover.clone());
+        std::fs::rename(dir, &aside).with_context(|| {
+            format!(
+                "Failed to move the snapshot {} that an earlier run left aside",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The snapshot, complete or not, and those set aside.
+fn snapshot_dirs(layout: &Layout) -> Vec<PathBuf> {
+    let mut dirs = vec![layout.snapshot_dir.clone(), layout.snapshot_partial.clone()];
+    let prefix = layout
+        .snapshot_leftover
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir(&layout.backup_dir) {
+        dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().as_bytes().starts_with(&prefix))
+                .map(|e| e.path()),
+        );
+    }
+    dirs
+}
+
+/// Removes the snapshot, complete or not, and any set aside. Returns
+/// whether there was one.
 pub fn remove(layout: &Layout) -> Result<bool> {
     let mut removed = false;
-    for dir in [&layout.snapshot_dir, &layout.snapshot_partial] {
+    for dir in snapshot_dirs(layout) {
         // std removes a tree relative to open directories: any depth.
-        match std::fs::remove_dir_all(dir) {
+        match std::fs::remove_dir_all(&dir) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => {

@@ -86,14 +86,38 @@ fn a_leftover_snapshot_is_replaced_and_never_backed_up() {
     assert!(!restored.join("backup").exists());
     assert_same_tree(&live_state(&mailbox.root), &snapshot(&restored, &[]));
 
-    // The next snapshot replaces them.
+    // The next snapshot sets them aside (removing them could take minutes,
+    // which the mail must not wait for) and replaces them; removing the
+    // snapshot after the backup removes them too.
     mailbox.ok(&["snapshot"]);
     assert!(!mailbox.root.join("backup/snapshot.partial").exists());
     assert!(!mailbox.root.join("backup/snapshot/stale").exists());
+    assert!(mailbox
+        .root
+        .join("backup/snapshot.leftover-1/stale/old.txt")
+        .exists());
+    assert!(mailbox
+        .root
+        .join("backup/snapshot.leftover-2/mail")
+        .exists());
     assert_same_tree(
         &live_state(&mailbox.root),
         &snapshot(&mailbox.root.join("backup/snapshot"), &[]),
     );
+    mailbox.ok(&["snapshot", "--remove"]);
+    assert_eq!(
+        fs::read_dir(mailbox.root.join("backup"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snapshot"))
+            .count(),
+        0
+    );
+    mailbox.ok(&["snapshot"]);
 
     // run --from-snapshot without a snapshot refuses rather than back up
     // the live data behind the operator's back.

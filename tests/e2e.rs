@@ -324,40 +324,18 @@ fn snapshot_mode_keeps_mail_flowing_and_loses_none() {
         out.contains("created /etc/systemd/system/mailbackup.service"),
         "{out}"
     );
-    // A local user whose mail postfix delivers into a Maildir in STORAGE_ROOT.
-    c.ok(r#"set -e
-        useradd --home-dir /home/user-data/carol --no-create-home carol
-        mkdir -p /home/user-data/carol && chown carol /home/user-data/carol
-        postconf -e home_mailbox=Maildir/
-        systemctl reload postfix"#);
+    c.add_maildir_user();
     let since = c.ok("date +%s.%N").trim().to_owned();
     // Mail keeps coming while the backup runs: 60 messages, 0.1 s apart.
-    let out = c.sh(
-        r#"( i=1; while [ $i -le 60 ]; do
-               printf 'Subject: flow-%s\n\nmessage %s\n' $i $i | /usr/sbin/sendmail carol; i=$((i+1)); sleep 0.1
-             done ) & d=$!
-        sleep 0.5
-        systemctl start mailbackup.service & s=$!
-        during=0
-        while kill -0 $s 2>/dev/null; do
-            if pgrep -f 'bin/duplicit[y] (full|incr)' >/dev/null; then
-                echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '\n' ' ')"
-            fi
-            sleep 0.1
-        done
-        wait $s; echo "rc=$?"; wait $d"#,
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        text.contains("rc=0"),
+    let (rc, during, out) =
+        c.start_while_mail_flows("mailbackup.service", 60, "flow", "(full|incr)");
+    assert_eq!(
+        rc,
+        0,
         "{}\n{}",
         describe(&out),
         c.ok("journalctl -u mailbackup.service --no-pager | tail -60")
     );
-    let during: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("during: "))
-        .collect();
     assert!(!during.is_empty(), "duplicity was never seen running");
     assert!(
         during.iter().all(|d| d.trim() == "active active"),

@@ -161,38 +161,13 @@ fn pause_mode_is_refused_without_cgroup_v2() {
 fn the_monthly_verify_compares_with_the_snapshot_while_mail_flows() {
     let c = Container::boot();
     c.set_up_box(20, "");
-    c.ok(r#"set -e
-        echo 'a file of root' > /home/user-data/mail/notes.txt
-        useradd --home-dir /home/user-data/carol --no-create-home carol
-        mkdir -p /home/user-data/carol && chown carol /home/user-data/carol
-        postconf -e home_mailbox=Maildir/
-        systemctl reload postfix
-        systemctl start mailbackup.service"#);
+    c.ok("echo 'a file of root' > /home/user-data/mail/notes.txt");
+    c.add_maildir_user();
+    c.ok("systemctl start mailbackup.service");
     let since = c.ok("date +%s").trim().to_owned();
-    let out = c.sh(
-        r#"( i=1; while [ $i -le 50 ]; do
-               printf 'Subject: during-%s\n\nmessage %s\n' $i $i | /usr/sbin/sendmail carol; i=$((i+1)); sleep 0.1
-             done ) & d=$!
-        systemctl start mailbackup-verify.service & v=$!
-        while kill -0 $v 2>/dev/null; do
-            if pgrep -f 'bin/duplicit[y] verify' >/dev/null; then
-                echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '\n' ' ')"
-            fi
-            sleep 0.05
-        done
-        wait $v; echo "rc=$?"; wait $d"#,
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        text.contains("rc=0"),
-        "{}\n{}",
-        describe(&out),
-        journal(&c, "mailbackup*")
-    );
-    let during: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("during: "))
-        .collect();
+    let (rc, during, out) =
+        c.start_while_mail_flows("mailbackup-verify.service", 50, "during", "verify");
+    assert_eq!(rc, 0, "{}\n{}", describe(&out), journal(&c, "mailbackup*"));
     assert!(!during.is_empty(), "the comparison was never seen running");
     assert!(
         during.iter().all(|d| d.trim() == "active active"),

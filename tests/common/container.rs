@@ -313,6 +313,62 @@ impl Container {
         (rc, during)
     }
 
+    /// A local user, carol, whose mail postfix delivers into a Maildir in
+    /// STORAGE_ROOT, so that mail lands in the data while a backup runs.
+    pub fn add_maildir_user(&self) {
+        self.ok(&format!(
+            r#"set -e
+            useradd --home-dir {root}/carol --no-create-home carol
+            mkdir -p {root}/carol && chown carol {root}/carol
+            postconf -e home_mailbox=Maildir/
+            systemctl reload postfix"#,
+            root = self.root
+        ));
+    }
+
+    /// Starts `unit` while `messages` mails to carol (`add_maildir_user`),
+    /// `Subject: TAG-N`, come 0.1 s apart. Returns systemctl's exit code,
+    /// what postfix and dovecot were (`active active`) whenever a
+    /// `duplicity ACTION` ran, and the whole output.
+    pub fn start_while_mail_flows(
+        &self,
+        unit: &str,
+        messages: u32,
+        tag: &str,
+        action: &str,
+    ) -> (i32, Vec<String>, Output) {
+        let out = self.sh(&format!(
+            r#"( i=1; while [ $i -le {messages} ]; do
+                   printf 'Subject: {tag}-%s
+
+message %s
+' $i $i | /usr/sbin/sendmail carol; i=$((i+1)); sleep 0.1
+                 done ) & d=$!
+            sleep 0.5
+            systemctl start {unit} & s=$!
+            while kill -0 $s 2>/dev/null; do
+                if pgrep -f 'bin/duplicit[y] {action}' >/dev/null; then
+                    echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '
+' ' ')"
+                fi
+                sleep 0.05
+            done
+            wait $s; echo "rc=$?"; wait $d"#
+        ));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rc = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rc="))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{}", describe(&out)));
+        let during = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("during: "))
+            .map(|s| s.trim().to_owned())
+            .collect();
+        (rc, during, out)
+    }
+
     pub fn mail_is_up(&self) {
         assert_eq!(
             self.ok("systemctl is-active postfix.service dovecot.service"),

@@ -252,7 +252,12 @@ impl<'a> Duplicity<'a> {
             (out.join().unwrap_or_default(), err)
         });
         let status = child.wait().context("Failed to wait for duplicity")?;
-        self.stop_gpg_agent();
+        let locked_out = from_stdout.locked_out || from_stderr.locked_out;
+        // The agent in GNUPGHOME belongs to the duplicity that holds the
+        // lock when this one was turned away: ending it would fail that one.
+        if !locked_out {
+            self.stop_gpg_agent();
+        }
         let code = match (status.code(), status.signal()) {
             (Some(code), _) => code.clamp(0, 255) as u8,
             (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
@@ -262,7 +267,7 @@ impl<'a> Duplicity<'a> {
         differences.extend(from_stderr.differences);
         Ok(Outcome {
             code,
-            locked_out: from_stdout.locked_out || from_stderr.locked_out,
+            locked_out,
             differences,
         })
     }

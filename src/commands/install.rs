@@ -390,9 +390,13 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         println!("removed {}: these settings do not use it", path.display());
         changed = true;
     }
+    if manage_systemd && changed {
+        systemd::systemctl(&["daemon-reload"])?;
+    }
+    let timers = plan.iter().filter(|(u, _, _)| u.name.ends_with(".timer"));
     if args.refresh {
         // Each timer stays as the operator left it.
-        for (unit, change, _) in plan.iter().filter(|(u, _, _)| u.name.ends_with(".timer")) {
+        for (unit, change, _) in timers {
             if *change == Change::Create {
                 println!(
                     "{} is new and not enabled: `mailbackup install` enables and starts it",
@@ -402,16 +406,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 println!("left {} disabled, as it was", unit.name);
             }
         }
-    }
-    if manage_systemd {
-        if changed {
-            systemd::systemctl(&["daemon-reload"])?;
-        }
-        let timers = rendered
-            .iter()
-            .map(|u| u.name)
-            .filter(|n| n.ends_with(".timer"));
-        for timer in timers.filter(|_| !args.refresh) {
+    } else if manage_systemd {
+        for (unit, _, _) in timers {
+            let timer = unit.name;
             if !systemd::systemctl_says("is-enabled", timer)
                 || !systemd::systemctl_says("is-active", timer)
             {
@@ -420,7 +417,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 changed = true;
             }
         }
-    } else if !args.no_enable && !args.refresh && changed {
+    } else if !args.no_enable && changed {
         println!(
             "{} is not {SYSTEM_UNIT_DIR}: the units are not enabled; start a backup with `systemctl start {SERVICE}` once they are installed there",
             dir.display()

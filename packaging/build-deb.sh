@@ -1,34 +1,38 @@
 #!/bin/bash
-# Builds the Debian package: /usr/bin/mailbackup, depending on duplicity,
-# with no maintainer script (box setup runs `mailbackup install`).
-#   bash packaging/build-deb.sh        -> target/debian/mailbackup_VERSION_ARCH.deb
+# Builds the Debian package with cargo-deb (metadata in Cargo.toml under
+# [package.metadata.deb], maintainer scripts in packaging/scripts/) and
+# prints its path. Man pages and completions are generated from the command
+# line's definitions by the binary just built.
+#   bash packaging/build-deb.sh        -> target/deb/mailbackup_VERSION-1_ARCH.deb
+# Environment:
+#   MAILBACKUP_MAINTAINER="Name <address>"   the Maintainer field
+#   MAILBACKUP_DEB_VERSION=VERSION           the package's version (with revision)
+#   MAILBACKUP_DEB_PROFILE=PROFILE           the cargo profile (default release)
+#   MAILBACKUP_DEB_OUTPUT=FILE               where to write the package
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
-arch=$(dpkg --print-architecture)
-cargo build --release --locked -q
+if ! command -v cargo-deb > /dev/null; then
+    echo "cargo-deb is missing: run tests/setup.sh, or cargo install cargo-deb --locked" >&2
+    exit 1
+fi
+profile=${MAILBACKUP_DEB_PROFILE:-release}
+cargo build --profile "$profile" --locked -q
 
-stage=target/debian/stage
-rm -rf "$stage"
-install -D -m 0755 target/release/mailbackup "$stage/usr/bin/mailbackup"
-install -D -m 0644 README.md "$stage/usr/share/doc/mailbackup/README.md"
-install -D -m 0644 packaging/copyright "$stage/usr/share/doc/mailbackup/copyright"
-# Man pages and completions, generated from the command-line definitions.
-docs=target/debian/docs
+docs=target/deb-docs
 rm -rf "$docs"
-target/release/mailbackup generate-docs "$docs" > /dev/null
-mkdir -p "$stage/usr/share/man/man1"
-for page in "$docs"/man/*.1; do
-    gzip -9n < "$page" > "$stage/usr/share/man/man1/$(basename "$page").gz"
-done
-install -D -m 0644 "$docs/completions/mailbackup.bash" "$stage/usr/share/bash-completion/completions/mailbackup"
-install -D -m 0644 "$docs/completions/_mailbackup" "$stage/usr/share/zsh/vendor-completions/_mailbackup"
-install -D -m 0644 "$docs/completions/mailbackup.fish" "$stage/usr/share/fish/vendor_completions.d/mailbackup.fish"
-mkdir -p "$stage/DEBIAN"
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" \
-    -e "s/@SIZE@/$(du -sk --exclude=DEBIAN "$stage" | cut -f1)/" \
-    packaging/control.in > "$stage/DEBIAN/control"
-deb=target/debian/mailbackup_${version}_${arch}.deb
-dpkg-deb --root-owner-group --build "$stage" "$deb" > /dev/null
-echo "$deb"
+"${CARGO_TARGET_DIR:-target}/$profile/mailbackup" generate-docs "$docs" > /dev/null
+
+# Written aside and renamed into place: whoever reads the package meanwhile
+# (the tests do, in parallel) reads the old one or the new one, whole. Not
+# in target/debian, whose packages cargo-deb deletes when it starts.
+tmp=$(mktemp -d "${CARGO_TARGET_DIR:-target}/deb-build.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+args=(--no-build --locked --profile "$profile" --quiet --output "$tmp")
+[ -z "${MAILBACKUP_MAINTAINER:-}" ] || args+=(--maintainer "$MAILBACKUP_MAINTAINER")
+[ -z "${MAILBACKUP_DEB_VERSION:-}" ] || args+=(--deb-version "$MAILBACKUP_DEB_VERSION")
+built=$(cargo deb "${args[@]}")
+deb=${MAILBACKUP_DEB_OUTPUT:-${CARGO_TARGET_DIR:-target}/deb/$(basename "$built")}
+mkdir -p "$(dirname "$deb")"
+mv "$built" "$deb"
+realpath "$deb"

@@ -98,3 +98,9 @@ pub fn journal_tail(unit: &str, lines: u32) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
 }
+
+/// Whether this system runs systemd (sd_booted): a package may be upgraded
+/// in a chroot or a container without it.
+pub fn is_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}

@@ -288,6 +288,24 @@ pub fn calendar_spec(spec: &str) -> Result<&str> {
     Ok(spec)
 }
 
+/// The configuration file the units that mailbackup wrote run with: the
+/// `--config FILE` of the service unit's `ExecStart=` line. None when the
+/// unit is not mailbackup's or names none.
+pub fn config_in(service_unit: &str) -> Option<PathBuf> {
+    if !service_unit.starts_with(GENERATED_MARK) {
+        return None;
+    }
+    service_unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .find_map(|command| {
+            let mut words = command.split_whitespace();
+            words.find(|w| *w == "--config")?;
+            words.next()
+        })
+        .map(|path| PathBuf::from(path.replace("%%", "%")))
+}
+
 /// Renders the three units. Pure: the same settings give the same bytes.
 pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     let l = &settings.layout;
@@ -476,6 +494,23 @@ mod tests {
         assert!(units[0]
             .content
             .contains("ReadWritePaths=/srv/100%%/backup\n"));
+    }
+
+    #[test]
+    fn the_config_is_read_back_from_the_service_unit() {
+        for downtime in [Downtime::Snapshot, Downtime::Full] {
+            let mut s = settings();
+            s.config = "/srv/100%/mailinabox.conf".into();
+            s.downtime = downtime;
+            let service = &render(&s).unwrap()[0];
+            assert_eq!(service.name, SERVICE);
+            assert_eq!(config_in(&service.content), Some(s.config.clone()));
+            assert_eq!(config_in(&service.content[1..]), None, "not ours");
+        }
+        assert_eq!(
+            config_in(&format!("{GENERATED_MARK}\nExecStart=/bin/true\n")),
+            None
+        );
     }
 
     #[test]

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::container::{debian_package, Container};
+use common::container::Container;
 use common::describe;
 
 const DUPLICITY_RUNS: &str = "journalctl -u mailbackup.service -o cat --no-pager | grep -c 'running /usr/bin/duplicity \\(full\\|incr\\)' || true";
@@ -249,46 +247,6 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     );
     assert_eq!(c.count(&stops), 0);
     assert_eq!(c.ok("cd /srv/box && find . | sort | md5sum"), before);
-}
-
-#[test]
-fn the_package_ships_the_binary_docs_and_completions() {
-    let deb = debian_package();
-    let out = Command::new("dpkg-deb")
-        .arg("-c")
-        .arg(&deb)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout);
-    for file in [
-        "./usr/bin/mailbackup",
-        "./usr/share/man/man1/mailbackup.1.gz",
-        "./usr/share/man/man1/mailbackup-restore.1.gz",
-        "./usr/share/bash-completion/completions/mailbackup",
-        "./usr/share/zsh/vendor-completions/_mailbackup",
-        "./usr/share/fish/vendor_completions.d/mailbackup.fish",
-    ] {
-        assert!(
-            listing.contains(file),
-            "{file} missing from the package:\n{listing}"
-        );
-    }
-    let out = Command::new("dpkg-deb")
-        .arg("-f")
-        .arg(&deb)
-        .arg("Depends")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("duplicity"));
-    let out = Command::new("dpkg-deb")
-        .arg("-I")
-        .arg(&deb)
-        .output()
-        .unwrap();
-    let info = String::from_utf8_lossy(&out.stdout);
-    for script in ["postinst", "preinst", "prerm", "postrm"] {
-        assert!(!info.contains(script), "the package has a {script}: {info}");
-    }
 }
 
 /// The downtime of the last run of mailbackup.service: from the first stop

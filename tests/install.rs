@@ -397,6 +397,113 @@ fn a_bare_reinstall_keeps_the_options_chosen_before() {
         .contains("OnCalendar=daily\n"));
 }
 
+/// The Debian package runs `install --refresh` on upgrade: the units that
+/// are installed are rendered anew, with the options and the configuration
+/// file recorded in them (not --config); no key is made, no timer touched.
+#[test]
+fn refresh_renders_the_installed_units_anew_with_their_options_and_config() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let refresh = |extra: &[&str]| {
+        let out = clean_command(BIN, &mailbox.path_var)
+            .args([
+                "--config",
+                "/nonexistent/mailinabox.conf",
+                "install",
+                "--refresh",
+            ])
+            .args(["--unit-dir", units.to_str().unwrap(), "--bin", BIN])
+            .args(extra)
+            .output()
+            .unwrap();
+        mailbox.assert_no_secret(&out);
+        out
+    };
+
+    // Nothing installed: nothing written, no key, no backup directory.
+    let before = snapshot(mailbox.dir.path(), &[]);
+    let out = refresh(&[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("nothing to refresh"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(snapshot(mailbox.dir.path(), &[]), before);
+
+    let chosen = [
+        "--on-calendar",
+        "*-*-* 04:30:00",
+        "--verify-calendar",
+        "never",
+    ];
+    let out = install(&mailbox, &units, &chosen);
+    assert!(out.status.success(), "{}", describe(&out));
+    let written: Vec<_> = units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).ok())
+        .collect();
+
+    // What an older version's templates made: a line less, a line more.
+    let service = units.join(units::SERVICE);
+    let timer = units.join(units::TIMER);
+    let old = fs::read_to_string(&service).unwrap();
+    fs::write(&service, old.replace("Nice=10\n", "")).unwrap();
+    fs::write(&timer, fs::read_to_string(&timer).unwrap() + "# older\n").unwrap();
+    fs::remove_file(mailbox.key_file()).unwrap();
+
+    let out = refresh(&[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    for path in [&service, &timer] {
+        assert!(
+            text.contains(&format!("replaced {}", path.display())),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("keeping the options of the earlier install: --on-calendar '*-*-* 04:30:00' --verify-calendar never"),
+        "{text}"
+    );
+    assert!(!text.contains("enabled") && !text.contains("key"), "{text}");
+    let again: Vec<_> = units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).ok())
+        .collect();
+    assert_eq!(written, again);
+    assert!(!mailbox.key_file().exists(), "a refresh made a key");
+
+    let out = refresh(&[]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "keeping the options of the earlier install: --on-calendar '*-*-* 04:30:00' --verify-calendar never\n\
+         mailbackup's units are up to date: nothing changed"
+    );
+    // A refresh changes no option.
+    let out = refresh(&["--on-calendar", "daily"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+/// `apt remove` runs `uninstall --keep-units`: the timers only.
+#[test]
+fn uninstall_keep_units_leaves_the_units() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let before = snapshot(mailbox.dir.path(), &[]);
+    let out = mailbox.run(&[
+        "uninstall",
+        "--keep-units",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(snapshot(mailbox.dir.path(), &[]), before);
+}
+
 #[test]
 fn dry_run_prints_and_writes_nothing() {
     let mailbox = install_box();

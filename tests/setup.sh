@@ -1,12 +1,13 @@
 #!/bin/bash
 # Installs what the tests need on a Debian 12 machine, as root: Debian's
 # duplicity, duplicity 3.x from PyPI in a venv, the reference program's
-# Python dependencies, faketime and sqlite3.
+# Python dependencies, faketime and sqlite3, cargo-deb (which builds the
+# Debian package) and lintian (which checks it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3 systemd
-          systemd-container debootstrap util-linux dpkg-dev)
+          systemd-container debootstrap util-linux dpkg-dev lintian)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -26,6 +27,13 @@ if ! "$venv/bin/duplicity" --version 2>/dev/null | grep -q '^duplicity 3\.'; the
 fi
 "$venv/bin/duplicity" --version
 /usr/bin/duplicity --version
+
+# cargo-deb, at the version the package is built with; in ~/.cargo/bin.
+cargo_deb=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb"; then
+    cargo install --locked --version "$cargo_deb" cargo-deb
+fi
+cargo deb --version
 
 # The Debian 12 root that the end-to-end tests boot with systemd-nspawn.
 bash tests/e2e/make-root.sh

@@ -29,6 +29,10 @@ use crate::units::{
 /// `mailbackup install` without them, as box setup runs it on every upgrade,
 /// keeps the operator's choices. Give an option again to change it.
 ///
+/// With --refresh, as the Debian package runs it on upgrade, only units
+/// that are installed already are rendered anew, from this version's
+/// templates; no timer is enabled, started or stopped.
+///
 /// Example: mailbackup install --on-calendar '*-*-* 03:00'
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -70,6 +74,14 @@ pub struct InstallArgs {
     /// Write the units but do not reload systemd or enable the timer.
     #[arg(long)]
     pub no_enable: bool,
+
+    /// Render anew the units an earlier install wrote, from this version's
+    /// templates, with the options and the configuration file (not
+    /// --config) recorded in them; reload systemd. Enables, starts or stops
+    /// no timer, leaves drop-ins alone, creates no key. Does nothing where
+    /// mailbackup's units are not installed.
+    #[arg(long, conflicts_with_all = ["on_calendar", "services", "downtime", "verify_calendar", "mail_to", "no_enable"])]
+    pub refresh: bool,
 }
 
 /// The options the operator chose at install, kept in the service unit so
@@ -191,8 +203,27 @@ pub fn change_for(unit: &UnitFile, current: Option<&str>) -> Change {
 }
 
 pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
-    let config = Config::load(config_path)?;
-    let config_path = std::path::absolute(config_path)
+    let dir = &args.unit_dir;
+    let installed = read_unit(&dir.join(SERVICE))?.filter(|u| u.starts_with(GENERATED_MARK));
+    let config_path = if args.refresh {
+        let Some(unit) = &installed else {
+            println!(
+                "mailbackup's units are not installed in {}: nothing to refresh",
+                dir.display()
+            );
+            return Ok(0);
+        };
+        units::config_in(unit).with_context(|| {
+            format!(
+                "{} names no configuration file (`--config FILE` in ExecStart=): run `mailbackup install` to write it anew",
+                dir.join(SERVICE).display()
+            )
+        })?
+    } else {
+        config_path.to_owned()
+    };
+    let config = Config::load(&config_path)?;
+    let config_path = std::path::absolute(&config_path)
         .with_context(|| format!("Failed to make {} an absolute path", config_path.display()))?;
     let Some(user) = config.get("STORAGE_USER") else {
         bail!(
@@ -206,8 +237,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         );
     }
-    let dir = &args.unit_dir;
-    let earlier = read_unit(&dir.join(SERVICE))?
+    let earlier = installed
         .as_deref()
         .and_then(Choices::recorded_in)
         .unwrap_or_default();
@@ -280,8 +310,12 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             retired.push(path);
         }
     }
-    let needs_key = !layout.key_file.exists();
-    let manage_systemd = !args.no_enable && !args.dry_run && systemd::is_system_unit_dir(dir);
+    let needs_key = !args.refresh && !layout.key_file.exists();
+    // A package may be upgraded where systemd does not run (a chroot).
+    let manage_systemd = !args.no_enable
+        && !args.dry_run
+        && systemd::is_system_unit_dir(dir)
+        && (!args.refresh || systemd::is_booted());
 
     if args.dry_run {
         for (unit, change, path) in &plan {
@@ -306,12 +340,14 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     // here, before anything is written.
     let staged = stage(&plan)?;
     let committed = (|| {
-        std::fs::create_dir_all(&layout.backup_dir).with_context(|| {
-            format!(
-                "Failed to create the backup directory {}",
-                layout.backup_dir.display()
-            )
-        })?;
+        if !args.refresh {
+            std::fs::create_dir_all(&layout.backup_dir).with_context(|| {
+                format!(
+                    "Failed to create the backup directory {}",
+                    layout.backup_dir.display()
+                )
+            })?;
+        }
         let created_key = needs_key && key::create_key_file(&layout.key_file)?;
         for (tmp, path) in &staged {
             std::fs::rename(tmp, path)
@@ -354,15 +390,25 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         println!("removed {}: these settings do not use it", path.display());
         changed = true;
     }
-    if manage_systemd {
-        if changed {
-            systemd::systemctl(&["daemon-reload"])?;
+    if manage_systemd && changed {
+        systemd::systemctl(&["daemon-reload"])?;
+    }
+    let timers = plan.iter().filter(|(u, _, _)| u.name.ends_with(".timer"));
+    if args.refresh {
+        // Each timer stays as the operator left it.
+        for (unit, change, _) in timers {
+            if *change == Change::Create {
+                println!(
+                    "{} is new and not enabled: `mailbackup install` enables and starts it",
+                    unit.name
+                );
+            } else if manage_systemd && !systemd::systemctl_says("is-enabled", unit.name) {
+                println!("left {} disabled, as it was", unit.name);
+            }
         }
-        for timer in rendered
-            .iter()
-            .map(|u| u.name)
-            .filter(|n| n.ends_with(".timer"))
-        {
+    } else if manage_systemd {
+        for (unit, _, _) in timers {
+            let timer = unit.name;
             if !systemd::systemctl_says("is-enabled", timer)
                 || !systemd::systemctl_says("is-active", timer)
             {
@@ -377,7 +423,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             dir.display()
         );
     }
-    if !changed {
+    if !changed && args.refresh {
+        println!("mailbackup's units are up to date: nothing changed");
+    } else if !changed {
         println!("mailbackup is installed already: nothing changed");
     }
     Ok(0)

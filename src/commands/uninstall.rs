@@ -11,7 +11,9 @@ use crate::units::{self, GENERATED_MARK, TIMER, VERIFY_TIMER};
 /// Stop and disable the backup timer and remove mailbackup's units.
 ///
 /// Never touches the backups, the key or the configuration. Drop-ins made
-/// with `systemctl edit` stay where they are.
+/// with `systemctl edit` stay where they are. With --keep-units, as the
+/// Debian package runs it on removal, only the timers are stopped and
+/// disabled.
 ///
 /// Example: mailbackup uninstall
 #[derive(Debug, clap::Args)]
@@ -19,16 +21,34 @@ pub struct UninstallArgs {
     /// Where the units are; only in the system's directory is systemd told.
     #[arg(long, value_name = "DIR", default_value = SYSTEM_UNIT_DIR)]
     pub unit_dir: PathBuf,
+
+    /// Only stop and disable the timers; leave the units in place.
+    #[arg(long)]
+    pub keep_units: bool,
 }
 
 pub fn run(_config_path: &Path, args: &UninstallArgs) -> Result<u8> {
     let dir = &args.unit_dir;
     let manage_systemd = systemd::is_system_unit_dir(dir);
+    let mut disabled = 0;
     for timer in [TIMER, VERIFY_TIMER] {
         if manage_systemd && dir.join(timer).exists() {
-            systemd::systemctl(&["disable", "--now", timer])?;
-            println!("stopped and disabled {timer}");
+            // Where systemd does not run (a chroot) there is nothing to stop.
+            if systemd::is_booted() {
+                systemd::systemctl(&["disable", "--now", timer])?;
+                println!("stopped and disabled {timer}");
+            } else {
+                systemd::systemctl(&["disable", timer])?;
+                println!("disabled {timer}");
+            }
+            disabled += 1;
         }
+    }
+    if args.keep_units {
+        if disabled == 0 {
+            println!("no mailbackup timers in {}: nothing to stop", dir.display());
+        }
+        return Ok(0);
     }
     let mut removed = 0;
     for name in units::ALL {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 
 pub mod container;
+pub mod package;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mailbackup");
 

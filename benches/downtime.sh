@@ -162,7 +162,7 @@ pause() {
 
 # The disk the snapshot takes beyond the data: copies and directories.
 snapshot_disk() {
-    ct "systemctl start mailbackup-snapshot.service"
+    ct "systemctl start mailbackup-snapshot.service && systemctl reload mailbackup-snapshot.service"
     ct "find /home/user-data/backup/snapshot \\( -type d -o -links 1 \\) -printf '%b\n' | awk '{ s += \$1 } END { printf \"%.1f MiB\", s * 512 / 1048576 }'"
     ct "systemctl stop mailbackup-snapshot.service"
 }
@@ -179,7 +179,7 @@ reset_backups
 ct "mailbackup install --downtime snapshot >/dev/null"
 row "snapshot, full backup" "downtime $(downtime) s, run $(cat "$work/runtime" | xargs printf '%.1f') s"
 row "snapshot, incremental backup" "downtime $(downtime) s, run $(cat "$work/runtime" | xargs printf '%.1f') s"
-ct "journalctl -u mailbackup-snapshot.service -o cat --no-pager | grep -o 'snapshot of .*'" | tail -n1
+ct "journalctl -u mailbackup-snapshot.service -o cat --no-pager | grep -o '\(prepared a \)\?snapshot of .*'" | tail -n2
 row "snapshot, extra disk" "$(snapshot_disk)"
 ct "mailbackup install --downtime pause >/dev/null"
 read -r slowest refused probes < <(pause)

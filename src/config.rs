@@ -144,6 +144,9 @@ pub struct Layout {
     /// after the next backup rather than while the mail waits:
     /// `backup/snapshot.leftover-N`.
     pub snapshot_leftover: PathBuf,
+    /// The Maildirs outside `mail/` that a prepared snapshot found, for its
+    /// completion.
+    pub snapshot_maildirs: PathBuf,
     /// `backup/verify-requested`: the next backup compares itself with its
     /// snapshot.
     pub verify_request: PathBuf,
@@ -166,6 +169,7 @@ impl Layout {
             snapshot_dir: backup_dir.join("snapshot"),
             snapshot_partial: backup_dir.join("snapshot.partial"),
             snapshot_leftover: backup_dir.join("snapshot.leftover"),
+            snapshot_maildirs: backup_dir.join("snapshot.maildirs"),
             verify_request: backup_dir.join("verify-requested"),
             verify_result: backup_dir.join("verify-result"),
             backup_dir,

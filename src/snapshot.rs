@@ -19,11 +19,22 @@
 //!   backup.py read them live, while those services ran. A link gives the
 //!   backup that same view, at no cost. Linked.
 //!
+//! It is taken in two steps, so that the mail waits for little more than a
+//! directory listing per mailbox:
+//!
+//! 1. `prepare`, while the mail runs: the whole tree, every link, every
+//!    copy but those of `mail/`. Most of the work.
+//! 2. `complete`, while the mail is stopped or frozen: `mail/` and every
+//!    Maildir elsewhere are brought up to date. A message is linked again
+//!    only if its name or inode changed since; the copies of `mail/` are
+//!    made now.
+//!
 //! Copies keep owners, modes (set-id bits included), times and holes, so the
 //! snapshot backs up exactly as `STORAGE_ROOT` would have. The tree is
-//! walked relative to open directories, on all CPUs, so that no path is
+//! walked relative to open directories, on many threads, so that no path is
 //! longer than the kernel's limit for one name.
 
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
@@ -36,7 +47,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Layout;
 use crate::migration;
-use crate::sys::fs::{raise_open_files_limit, too_many_links, DirFd, Kind, Stat};
+use crate::sys::fs::{raise_open_files_limit, too_many_links, DirFd, Entry, Kind, Stat};
 
 /// The directory of `STORAGE_ROOT` that the mail services write.
 pub const MAIL_DIR: &str = "mail";
@@ -45,6 +56,10 @@ pub const MAIL_DIR: &str = "mail";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SnapshotStats {
     pub linked: u64,
+    /// Links and directories that a completing snapshot found up to date.
+    pub kept: u64,
+    /// Entries of the prepared snapshot gone from the data since.
+    pub removed: u64,
     pub copied: u64,
     /// The bytes of data copied (holes are not).
     pub copied_bytes: u64,
@@ -54,13 +69,16 @@ pub struct SnapshotStats {
     /// Why hard links were impossible, where they were: then files were
     /// copied instead.
     pub no_links_because: Vec<String>,
-    /// The newest modification time of a copied file, in whole seconds.
+    /// The newest modification time of a copied file, in whole seconds,
+    /// not counting times in the future.
     pub newest_copied_mtime: i64,
 }
 
 impl SnapshotStats {
     fn add(&mut self, other: SnapshotStats) {
         self.linked += other.linked;
+        self.kept += other.kept;
+        self.removed += other.removed;
         self.copied += other.copied;
         self.copied_bytes += other.copied_bytes;
         self.directories += other.directories;
@@ -81,6 +99,26 @@ impl SnapshotStats {
 /// the coarse clock of file times.
 pub fn safe_restart_at(newest_copied_mtime: i64) -> Duration {
     Duration::from_secs(newest_copied_mtime.max(0) as u64 + 1) + Duration::from_millis(20)
+}
+
+/// The present time in whole seconds since the epoch.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Opens the directory `rel` below `dir`, one name at a time.
+fn open_path(dir: &DirFd, rel: &Path) -> std::io::Result<DirFd> {
+    let mut names = rel.components().map(|c| c.as_os_str());
+    let Some(first) = names.next() else {
+        return dir.open_dir(OsStr::new("."));
+    };
+    let mut at = dir.open_dir(first)?;
+    for name in names {
+        at = at.open_dir(name)?;
+    }
+    Ok(at)
 }
 
 /// Where in `STORAGE_ROOT` a directory lies, which decides what is copied.
@@ -129,98 +167,152 @@ fn is_dovecot_file(name: &[u8]) -> bool {
         || name == b"subscriptions"
 }
 
-/// Takes a snapshot of `STORAGE_ROOT` (without `backup/`, but with the
-/// legacy `backup/duplicity` of the 2014 layout) into `backup/snapshot`.
-/// A snapshot left by an interrupted run is set aside, to be removed with
-/// this one after the backup: removing a million links takes minutes, which
-/// the waiting mail must not. The snapshot is built beside its place and
-/// renamed into it when complete.
+/// Takes a snapshot of `STORAGE_ROOT` in one go: `prepare`, then
+/// `complete`.
 pub fn take(layout: &Layout) -> Result<SnapshotStats> {
+    let mut stats = prepare(layout)?;
+    stats.add(complete(layout)?);
+    Ok(stats)
+}
+
+/// The first step, while the mail runs: the snapshot of `STORAGE_ROOT`
+/// (without `backup/`, but with the legacy `backup/duplicity` of the 2014
+/// layout) in `backup/snapshot.partial`, but for the copies of `mail/`. A
+/// snapshot left by an interrupted run is set aside, to be removed with
+/// this one after the backup: removing a million links takes minutes.
+pub fn prepare(layout: &Layout) -> Result<SnapshotStats> {
     set_aside(layout)?;
     raise_open_files_limit();
-    let root_path = &layout.storage_root;
-    let root = DirFd::open(root_path)
-        .with_context(|| format!("Failed to open {}", root_path.display()))?;
+    let root = open_root(layout)?;
     let backup = DirFd::open(&layout.backup_dir)
         .with_context(|| format!("Failed to open {}", layout.backup_dir.display()))?;
-    let partial_name = file_name(&layout.snapshot_partial)?;
     let partial = backup
-        .make_dir(partial_name)
+        .make_dir(file_name(&layout.snapshot_partial)?)
         .with_context(|| format!("Failed to create {}", layout.snapshot_partial.display()))?;
-    let dst_dev = partial
-        .stat()
-        .with_context(|| format!("Failed to read {}", layout.snapshot_partial.display()))?
-        .dev;
-    let meta = root
-        .stat()
-        .with_context(|| format!("Failed to read {}", root_path.display()))?;
-    let walk = Walk {
-        layout,
-        dst_dev,
-        queue: Mutex::new(Queue::default()),
-        wake: Condvar::new(),
-        no_links: OnceLock::new(),
-        error: Mutex::new(None),
-    };
-    let top = Arc::new(Node {
-        copy_all: AtomicBool::new(meta.dev != dst_dev),
-        src: root,
-        dst: partial,
-        meta,
-        rel: PathBuf::new(),
-        region: Region::Root,
-        parent: None,
-        pending: AtomicUsize::new(1),
-    });
+    let walk = Walk::new(layout, &partial, Step::Prepare)?;
+    let meta = stat_of(&root, &layout.storage_root)?;
+    let top = Arc::new(walk.top(root, partial, meta, PathBuf::new(), Region::Root, false));
     walk.push(Job::Fill(top.clone()));
     if let Some(legacy) = migration::legacy_dir(layout) {
         // backup/duplicity, under a backup/ of its own.
-        let meta = backup
-            .stat()
-            .with_context(|| format!("Failed to read {}", layout.backup_dir.display()))?;
+        let meta = stat_of(&backup, &layout.backup_dir)?;
+        let name = file_name(&layout.backup_dir)?;
         let dst = top
             .dst
-            .make_dir(file_name(&layout.backup_dir)?)
+            .make_dir(name)
             .with_context(|| format!("Failed to create the snapshot's {}", legacy.display()))?;
         top.pending.fetch_add(1, Ordering::SeqCst);
         let node = Arc::new(Node {
-            copy_all: AtomicBool::new(meta.dev != dst_dev),
-            src: backup,
-            dst,
-            meta,
-            rel: PathBuf::from(file_name(&layout.backup_dir)?),
-            region: Region::Other,
-            parent: Some(top.clone()),
             pending: AtomicUsize::new(2),
+            parent: Some(top.clone()),
+            ..walk.top(backup, dst, meta, PathBuf::from(name), Region::Other, false)
         });
         walk.push(Job::Open {
             parent: node.clone(),
             name: file_name(&legacy)?.to_owned(),
+            existing: false,
         });
         walk.finish(&node)?;
     }
     drop(top);
     let mut stats = walk.run()?;
-    if meta.dev != dst_dev {
+    if meta.dev != walk.dst_dev {
         stats.no_links_because.insert(
             0,
             format!(
                 "{} is on another filesystem than {}: files cannot be hard-linked into the snapshot",
                 layout.backup_dir.display(),
-                root_path.display()
+                layout.storage_root.display()
             ),
         );
     }
-    for why in &stats.no_links_because {
-        eprintln!("mailbackup: {why}: copied instead, which takes longer and more room");
+    // Where Maildirs lie outside mail/, for the second step.
+    let maildirs = walk
+        .maildirs
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut list = Vec::new();
+    for dir in &maildirs {
+        list.extend_from_slice(dir.as_os_str().as_bytes());
+        list.push(0);
     }
+    std::fs::write(&layout.snapshot_maildirs, list)
+        .with_context(|| format!("Failed to write {}", layout.snapshot_maildirs.display()))?;
+    Ok(stats)
+}
+
+/// The second step, while the mail is stopped or frozen: brings `mail/` and
+/// the Maildirs elsewhere up to date in the prepared snapshot, and moves it
+/// into place. Without a prepared snapshot, takes a whole one.
+pub fn complete(layout: &Layout) -> Result<SnapshotStats> {
+    let Ok(list) = std::fs::read(&layout.snapshot_maildirs) else {
+        remove(layout)?;
+        return take(layout);
+    };
+    if !layout.snapshot_partial.is_dir() {
+        remove(layout)?;
+        return take(layout);
+    }
+    raise_open_files_limit();
+    let root = open_root(layout)?;
+    let partial = DirFd::open(&layout.snapshot_partial)
+        .with_context(|| format!("Failed to open {}", layout.snapshot_partial.display()))?;
+    let mut roots: BTreeSet<PathBuf> = list
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+        .collect();
+    roots.insert(PathBuf::from(MAIL_DIR));
+    let walk = Walk::new(layout, &partial, Step::Complete)?;
+    for rel in &roots {
+        walk.sync_root(&root, &partial, rel)?;
+    }
+    let mut stats = walk.run()?;
+    stats.no_links_because.dedup();
+    // A Maildir made or removed since the first step changed the time of
+    // the directory that holds it.
+    for rel in roots
+        .iter()
+        .filter_map(|r| r.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        if let (Ok(src), Ok(dst)) = (open_path(&root, rel), open_path(&partial, rel)) {
+            let path = layout.storage_root.join(rel);
+            dst.set_attributes(&stat_of(&src, &path)?)
+                .with_context(|| {
+                    format!(
+                        "Failed to give the snapshot's copy of {} its times",
+                        path.display()
+                    )
+                })?;
+        }
+    }
+    let meta = stat_of(&root, &layout.storage_root)?;
+    partial.set_attributes(&meta).with_context(|| {
+        format!(
+            "Failed to give {} the owner, mode and times of {}",
+            layout.snapshot_partial.display(),
+            layout.storage_root.display()
+        )
+    })?;
     std::fs::rename(&layout.snapshot_partial, &layout.snapshot_dir).with_context(|| {
         format!(
             "Failed to move the snapshot {} into place",
             layout.snapshot_partial.display()
         )
     })?;
+    let _ = std::fs::remove_file(&layout.snapshot_maildirs);
     Ok(stats)
+}
+
+fn open_root(layout: &Layout) -> Result<DirFd> {
+    DirFd::open(&layout.storage_root)
+        .with_context(|| format!("Failed to open {}", layout.storage_root.display()))
+}
+
+fn stat_of(dir: &DirFd, path: &Path) -> Result<Stat> {
+    dir.stat()
+        .with_context(|| format!("Failed to read {}", path.display()))
 }
 
 /// Renames what an interrupted run left (a snapshot, complete or not) to
@@ -270,6 +362,7 @@ fn snapshot_dirs(layout: &Layout) -> Vec<PathBuf> {
 /// Removes the snapshot, complete or not, and any set aside. Returns
 /// whether there was one.
 pub fn remove(layout: &Layout) -> Result<bool> {
+    let _ = std::fs::remove_file(&layout.snapshot_maildirs);
     let mut removed = false;
     for dir in snapshot_dirs(layout) {
         // std removes a tree relative to open directories: any depth.
@@ -300,6 +393,8 @@ struct Node {
     /// Relative to `STORAGE_ROOT`, for messages.
     rel: PathBuf,
     region: Region,
+    /// The copy may hold entries already (a prepared snapshot): compare.
+    existing: bool,
     /// Nothing here can be hard-linked (another filesystem): copy all.
     copy_all: AtomicBool,
     parent: Option<Arc<Node>>,
@@ -309,8 +404,13 @@ struct Node {
 enum Job {
     /// Go through the entries of an open directory.
     Fill(Arc<Node>),
-    /// Open the subdirectory `name` of `parent`, create its copy, fill it.
-    Open { parent: Arc<Node>, name: OsString },
+    /// Open the subdirectory `name` of `parent` and its copy (created
+    /// unless `existing`), and fill it.
+    Open {
+        parent: Arc<Node>,
+        name: OsString,
+        existing: bool,
+    },
 }
 
 #[derive(Default)]
@@ -320,8 +420,18 @@ struct Queue {
     failed: bool,
 }
 
+/// Which step of a snapshot a walk makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// While the mail runs: all but the copies of `mail/`.
+    Prepare,
+    /// While the mail waits: `mail/` and the Maildirs, up to date.
+    Complete,
+}
+
 struct Walk<'a> {
     layout: &'a Layout,
+    step: Step,
     /// The filesystem of the snapshot: links reach only into it.
     dst_dev: u64,
     queue: Mutex<Queue>,
@@ -330,9 +440,98 @@ struct Walk<'a> {
     /// the capability), once found.
     no_links: OnceLock<String>,
     error: Mutex<Option<anyhow::Error>>,
+    /// Maildirs outside `mail/`, relative to `STORAGE_ROOT`.
+    maildirs: Mutex<BTreeSet<PathBuf>>,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    fn new(layout: &'a Layout, snapshot: &DirFd, step: Step) -> Result<Walk<'a>> {
+        let dst_dev = stat_of(snapshot, &layout.snapshot_partial)?.dev;
+        Ok(Walk {
+            layout,
+            step,
+            dst_dev,
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            no_links: OnceLock::new(),
+            error: Mutex::new(None),
+            maildirs: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// A top node, which no parent waits for.
+    fn top(
+        &self,
+        src: DirFd,
+        dst: DirFd,
+        meta: Stat,
+        rel: PathBuf,
+        region: Region,
+        existing: bool,
+    ) -> Node {
+        Node {
+            copy_all: AtomicBool::new(meta.dev != self.dst_dev),
+            src,
+            dst,
+            meta,
+            rel,
+            region,
+            existing,
+            parent: None,
+            pending: AtomicUsize::new(1),
+        }
+    }
+
+    /// Queues the directory `rel` of `STORAGE_ROOT` to be brought up to
+    /// date in the snapshot `dst`: created there when new, removed there
+    /// when gone.
+    fn sync_root(&self, root: &DirFd, dst: &DirFd, rel: &Path) -> Result<()> {
+        let path = self.layout.storage_root.join(rel);
+        let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
+            return Ok(());
+        };
+        let src_parent = match open_path(root, parent) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("Failed to open {}", path.display())),
+        };
+        let Ok(dst_parent) = open_path(dst, parent) else {
+            // Its parent is gone from the snapshot: so was it, then.
+            return Ok(());
+        };
+        let src = match src_parent.open_dir(name) {
+            Ok(d) => Some(d),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => None,
+            Err(e) => return Err(e).with_context(|| format!("Failed to open {}", path.display())),
+        };
+        let had = dst_parent.stat_at(name).is_ok();
+        let Some(src) = src else {
+            if had {
+                dst_parent.remove(name).with_context(|| {
+                    format!("Failed to remove the snapshot's copy of {}", path.display())
+                })?;
+            }
+            return Ok(());
+        };
+        let existing = dst_parent.stat_at(name).is_ok_and(|s| s.kind == Kind::Dir);
+        if had && !existing {
+            dst_parent.remove(name)?;
+        }
+        let dst = if existing {
+            dst_parent.open_dir(name)
+        } else {
+            dst_parent.make_dir(name)
+        }
+        .with_context(|| format!("Failed to open the snapshot's copy of {}", path.display()))?;
+        let meta = stat_of(&src, &path)?;
+        let region = rel
+            .components()
+            .fold(Region::Root, |r, c| r.child(c.as_os_str(), || false));
+        let top = self.top(src, dst, meta, rel.to_owned(), region, existing);
+        self.push(Job::Fill(Arc::new(top)));
+        Ok(())
+    }
+
     fn push(&self, job: Job) {
         self.queue
             .lock()
@@ -390,8 +589,12 @@ impl Walk<'_> {
             };
             let result = match job {
                 Job::Fill(node) => self.fill(node, &mut stats),
-                Job::Open { parent, name } => self
-                    .open(&parent, &name, &mut stats)
+                Job::Open {
+                    parent,
+                    name,
+                    existing,
+                } => self
+                    .open(&parent, &name, existing, &mut stats)
                     .and_then(|node| self.fill(node, &mut stats)),
             };
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -417,6 +620,7 @@ impl Walk<'_> {
         &self,
         parent: &Arc<Node>,
         name: &OsStr,
+        existing: bool,
         stats: &mut SnapshotStats,
     ) -> Result<Arc<Node>> {
         let path = || self.source(parent, name);
@@ -427,13 +631,19 @@ impl Walk<'_> {
         let meta = src
             .stat()
             .with_context(|| format!("Failed to read {}", path().display()))?;
-        let dst = parent.dst.make_dir(name).with_context(|| {
+        let dst = if existing {
+            stats.kept += 1;
+            parent.dst.open_dir(name)
+        } else {
+            stats.directories += 1;
+            parent.dst.make_dir(name)
+        }
+        .with_context(|| {
             format!(
                 "Failed to create the snapshot's copy of {}",
                 path().display()
             )
         })?;
-        stats.directories += 1;
         let elsewhere = meta.dev != self.dst_dev;
         if elsewhere && !parent.copy_all.load(Ordering::Relaxed) {
             stats.no_links_because.push(format!(
@@ -445,12 +655,20 @@ impl Walk<'_> {
         let region = parent.region.child(name, || {
             parent.src.has_dir("cur") && parent.src.has_dir("tmp")
         });
+        if region == Region::Messages && matches!(parent.region, Region::Root | Region::Other) {
+            // A Maildir outside mail/: the second step brings it up to date.
+            self.maildirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(parent.rel.clone());
+        }
         Ok(Arc::new(Node {
             src,
             dst,
             meta,
             rel: parent.rel.join(name),
             region,
+            existing,
             copy_all: AtomicBool::new(elsewhere || parent.copy_all.load(Ordering::Relaxed)),
             parent: Some(parent.clone()),
             pending: AtomicUsize::new(1),
@@ -458,15 +676,29 @@ impl Walk<'_> {
     }
 
     /// Links or copies the entries of `node`, queues its subdirectories.
+    /// Where the copy holds entries already, those still right are kept,
+    /// the rest replaced or removed.
     fn fill(&self, node: Arc<Node>, stats: &mut SnapshotStats) -> Result<()> {
-        let entries = node.src.entries().with_context(|| {
-            format!(
-                "Failed to list {}",
-                self.source(&node, "".as_ref()).display()
-            )
-        })?;
-        for (name, kind) in entries {
-            let kind = match kind {
+        let here = || self.source(&node, "".as_ref());
+        let entries = node
+            .src
+            .entries()
+            .with_context(|| format!("Failed to list {}", here().display()))?;
+        let mut old: HashMap<OsString, Entry> = if node.existing {
+            node.dst
+                .entries()
+                .with_context(|| {
+                    format!("Failed to list the snapshot's copy of {}", here().display())
+                })?
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        for entry in entries {
+            let name = entry.name;
+            let kind = match entry.kind {
                 Some(k) => k,
                 None => {
                     node.src
@@ -477,20 +709,63 @@ impl Walk<'_> {
                         .kind
                 }
             };
+            let was = old.remove(&name);
             if kind == Kind::Dir {
                 if node.region == Region::Root && name == file_name(&self.layout.backup_dir)? {
                     continue;
                 }
+                let existing = match &was {
+                    None => false,
+                    Some(w) => {
+                        let is_dir = match w.kind {
+                            Some(k) => k == Kind::Dir,
+                            None => node.dst.stat_at(&name).is_ok_and(|s| s.kind == Kind::Dir),
+                        };
+                        if !is_dir {
+                            self.replace(&node, &name, stats)?;
+                        }
+                        is_dir
+                    }
+                };
                 node.pending.fetch_add(1, Ordering::SeqCst);
                 self.push(Job::Open {
                     parent: node.clone(),
                     name,
+                    existing,
                 });
-            } else {
-                self.entry(&node, &name, kind, stats)?;
+                continue;
             }
+            let copy = node.region.copies(name.as_os_str())
+                && !matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+            if copy && node.region == Region::Mail && self.step == Step::Prepare {
+                // Made while the mail waits, in the second step.
+                continue;
+            }
+            if let Some(w) = &was {
+                if !copy && w.ino == entry.ino {
+                    stats.kept += 1;
+                    continue;
+                }
+                self.replace(&node, &name, stats)?;
+            }
+            self.entry(&node, &name, kind, copy, stats)?;
+        }
+        for name in old.into_keys() {
+            self.replace(&node, &name, stats)?;
         }
         self.finish(&node)
+    }
+
+    /// Removes `name` from the copy of `node`: gone from the data, or to be
+    /// made anew.
+    fn replace(&self, node: &Node, name: &OsStr, stats: &mut SnapshotStats) -> Result<()> {
+        stats.removed += 1;
+        node.dst.remove(name).with_context(|| {
+            format!(
+                "Failed to remove the snapshot's copy of {}",
+                self.source(node, name).display()
+            )
+        })
     }
 
     /// One entry that is not a directory: a link where it can be, else a copy.
@@ -499,13 +774,10 @@ impl Walk<'_> {
         node: &Node,
         name: &OsStr,
         kind: Kind,
+        copy: bool,
         stats: &mut SnapshotStats,
     ) -> Result<()> {
-        // A device node is never written through; and only a link can keep it.
-        let device = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
-        let copy = (node.region.copies(name) && !device)
-            || node.copy_all.load(Ordering::Relaxed)
-            || self.no_links.get().is_some();
+        let copy = copy || node.copy_all.load(Ordering::Relaxed) || self.no_links.get().is_some();
         if !copy {
             match node.src.link_to(name, &node.dst) {
                 Ok(()) => {
@@ -554,7 +826,12 @@ impl Walk<'_> {
             Kind::File => {
                 stats.copied_bytes += node.src.copy_file_to(name, &node.dst, &meta)?;
                 stats.copied += 1;
-                stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime.0);
+                // A time in the future (a clock once ahead, a file touched
+                // so) cannot be met by a rewrite now, which gets the present
+                // time: only times up to now count.
+                if meta.mtime.0 <= now_secs() {
+                    stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime.0);
+                }
             }
             Kind::Symlink => {
                 node.src.copy_symlink_to(name, &node.dst, &meta)?;

@@ -38,7 +38,7 @@ fn the_default_mode_restores_what_a_live_backup_does_on_a_real_box() {
     let live = live_state(&root);
 
     // The snapshot keeps sparse files sparse.
-    c.ok("systemctl start mailbackup-snapshot.service");
+    c.ok("systemctl start mailbackup-snapshot.service && systemctl reload mailbackup-snapshot.service");
     let copy = fs::metadata(c.path("/home/user-data/backup/snapshot/mail/spamassassin/bayes_toks"))
         .unwrap();
     assert_eq!(copy.len(), 100 << 20);

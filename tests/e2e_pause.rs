@@ -28,9 +28,10 @@ fn mail_runs_thawed(c: &Container) {
 }
 
 fn drop_in(c: &Container, unit: &str, text: &str) {
-    c.ok(&format!(
-        "mkdir -p /etc/systemd/system/{unit}.d && printf '{text}' > /etc/systemd/system/{unit}.d/test.conf && systemctl daemon-reload"
-    ));
+    let dir = c.path(&format!("/etc/systemd/system/{unit}.d"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("test.conf"), text).unwrap();
+    c.ok("systemctl daemon-reload");
 }
 
 #[test]
@@ -49,7 +50,7 @@ fn pause_mode_refuses_no_connection_and_drops_no_session() {
     drop_in(
         &c,
         "mailbackup-snapshot.service",
-        "[Service]\\nExecStartPost=/bin/sleep 1\\n",
+        "[Service]\nExecReload=\nExecReload=/bin/sh -c \"sleep 1; exec /usr/bin/mailbackup --config /etc/mailinabox.conf snapshot --complete\"\n",
     );
     fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/mail-clients.py"),
@@ -96,11 +97,11 @@ fn pause_mode_refuses_no_connection_and_drops_no_session() {
 fn frozen_services_are_thawed_after_a_kill_and_a_failed_snapshot() {
     let c = Boot::new().unified_cgroups().start();
     c.set_up_box(1, "--downtime pause");
-    // A slow snapshot, so that the services stay frozen long enough.
+    // A slow completion, so that the services stay frozen long enough.
     drop_in(
         &c,
         "mailbackup-snapshot.service",
-        "[Service]\\nExecStartPre=/bin/sleep 5\\n",
+        "[Service]\nExecReload=\nExecReload=/bin/sh -c \"sleep 5; exec /usr/bin/mailbackup --config /etc/mailinabox.conf snapshot --complete\"\n",
     );
     let out = c.sh(r#"systemctl start mailbackup.service & s=$!
         i=0; until [ "$(systemctl show -p FreezerState --value dovecot.service)" = frozen ]; do
@@ -115,20 +116,24 @@ fn frozen_services_are_thawed_after_a_kill_and_a_failed_snapshot() {
     assert_eq!(c.result(), "signal");
     mail_runs_thawed(&c);
 
-    // A snapshot that fails.
-    drop_in(
-        &c,
-        "mailbackup-snapshot.service",
-        "[Service]\\nExecStart=\\nExecStart=/bin/false\\n",
-    );
-    let out = c.sh("systemctl start mailbackup.service");
-    assert!(!out.status.success());
-    assert_eq!(c.result(), "exit-code");
-    mail_runs_thawed(&c);
-    assert!(
-        !c.path("/home/user-data/backup/snapshot").exists()
-            && !c.path("/home/user-data/backup/snapshot.partial").exists()
-    );
+    // A snapshot that fails to complete, while the services are frozen;
+    // and one that fails to be prepared.
+    for failing in ["ExecReload", "ExecStart"] {
+        drop_in(
+            &c,
+            "mailbackup-snapshot.service",
+            &format!("[Service]\n{failing}=\n{failing}=/bin/false\n"),
+        );
+        let out = c.sh("systemctl start mailbackup.service");
+        assert!(!out.status.success(), "{failing}");
+        assert_eq!(c.result(), "exit-code", "{failing}");
+        mail_runs_thawed(&c);
+        assert!(
+            !c.path("/home/user-data/backup/snapshot").exists()
+                && !c.path("/home/user-data/backup/snapshot.partial").exists(),
+            "{failing}"
+        );
+    }
 
     c.ok("rm -r /etc/systemd/system/mailbackup-snapshot.service.d && systemctl daemon-reload");
     c.ok("systemctl start mailbackup.service");
@@ -191,7 +196,7 @@ fn the_monthly_verify_compares_with_the_snapshot_while_mail_flows() {
     drop_in(
         &c,
         "mailbackup.service",
-        "[Service]\\nExecStartPost=\\nExecStartPost=/bin/sh -c \"echo altered >> /home/user-data/backup/snapshot/mail/notes.txt\"\\nExecStartPost=/usr/bin/mailbackup --config /etc/mailinabox.conf verify --from-snapshot --if-requested\\n",
+        "[Service]\nExecStartPost=\nExecStartPost=/bin/sh -c \"echo altered >> /home/user-data/backup/snapshot/mail/notes.txt\"\nExecStartPost=/usr/bin/mailbackup --config /etc/mailinabox.conf verify --from-snapshot --if-requested\n",
     );
     let out = c.sh("systemctl start mailbackup-verify.service");
     assert!(!out.status.success(), "{}", describe(&out));

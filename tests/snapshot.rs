@@ -350,3 +350,86 @@ fn verify_compares_the_backup_with_its_snapshot() {
         "{result}"
     );
 }
+
+/// The snapshot is prepared while the mail runs and completed while it
+/// waits: whatever the mail services did in between (deliveries, flag
+/// changes, expunges, folders made and removed, indexes rewritten in place,
+/// a Maildir outside mail/) is in the completed snapshot exactly as at its
+/// completion, messages still hard links.
+#[test]
+fn a_snapshot_prepared_early_is_completed_to_the_moment() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 90);
+    let carol = mailbox.root.join("carol/Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(carol.join(sub)).unwrap();
+    }
+    fs::write(carol.join("new/1.M1.box"), "Subject: one\r\n\r\n1\r\n").unwrap();
+    fs::write(carol.join("new/2.M2.box"), "Subject: two\r\n\r\n2\r\n").unwrap();
+    fs::write(carol.join("dovecot-uidlist"), "3 V1 N3\n").unwrap();
+    mailbox.ok(&["snapshot", "--prepare"]);
+    assert!(
+        !mailbox.root.join("backup/snapshot").exists(),
+        "not complete yet"
+    );
+
+    // The mail runs on.
+    next_second();
+    a_day_of_mail(&mailbox.root);
+    let alice = mailbox.root.join("mail/mailboxes/example.com/alice");
+    fs::create_dir_all(alice.join(".Archive/cur")).unwrap();
+    fs::create_dir_all(alice.join(".Archive/tmp")).unwrap();
+    fs::write(alice.join(".Archive/cur/9.M9.box:2,S"), "archived").unwrap();
+    fs::remove_dir_all(
+        mailbox
+            .root
+            .join("mail/mailboxes/example.com/bob/.Sent Items"),
+    )
+    .unwrap();
+    // A message replaced under the same name: another inode.
+    let first = fs::read_dir(alice.join("cur"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::remove_file(&first).unwrap();
+    fs::write(&first, "a new message under an old name").unwrap();
+    let log = alice.join("dovecot.index.log");
+    let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, b"appended").unwrap();
+    drop(f);
+    fs::rename(carol.join("new/1.M1.box"), carol.join("cur/1.M1.box:2,S")).unwrap();
+    fs::remove_file(carol.join("new/2.M2.box")).unwrap();
+    fs::write(carol.join("new/3.M3.box"), "Subject: three\r\n\r\n3\r\n").unwrap();
+    fs::write(carol.join("dovecot-uidlist"), "4 V1 N4\n").unwrap();
+
+    let out = mailbox.ok(&["snapshot", "--complete"]);
+    assert!(stderr(&out).contains("completed"), "{}", stderr(&out));
+    let at_completion = live_state(&mailbox.root);
+    let snap = mailbox.root.join("backup/snapshot");
+    assert_same_tree(&at_completion, &snapshot(&snap, &[]));
+    let ino = |p: &std::path::Path| fs::metadata(p).unwrap().ino();
+    for rel in [
+        "carol/Maildir/cur/1.M1.box:2,S",
+        "carol/Maildir/new/3.M3.box",
+    ] {
+        assert_eq!(ino(&snap.join(rel)), ino(&mailbox.root.join(rel)), "{rel}");
+    }
+    let rel = first.strip_prefix(&mailbox.root).unwrap();
+    assert_eq!(ino(&snap.join(rel)), ino(&first));
+    assert_ne!(
+        ino(&snap.join("carol/Maildir/dovecot-uidlist")),
+        ino(&carol.join("dovecot-uidlist"))
+    );
+
+    mailbox.ok(&["run", "--from-snapshot"]);
+    mailbox.ok(&["snapshot", "--remove"]);
+    let restored = plain_restore(&mailbox, flavor, None);
+    assert_same_tree(&at_completion, &snapshot(&restored, &[]));
+
+    // Completing without a prepared snapshot takes a whole one.
+    mailbox.ok(&["snapshot", "--complete"]);
+    assert_same_tree(&live_state(&mailbox.root), &snapshot(&snap, &[]));
+}

@@ -8,20 +8,31 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::report::human_size;
-use crate::snapshot;
+use crate::snapshot::{self, SnapshotStats};
 
 /// Take a snapshot of STORAGE_ROOT for the backup, or remove it.
 ///
-/// mailbackup.service runs it while the mail services are stopped, starts
-/// them again, and backs up the snapshot (`mailbackup run --from-snapshot`).
 /// Files are hard-linked into STORAGE_ROOT/backup/snapshot, but for those the
 /// mail services change in place (the rest of mail/ but the messages, and
-/// Dovecot's files anywhere), which are copied. A snapshot an earlier run
-/// left is removed first.
+/// Dovecot's files anywhere), which are copied. It is taken in two steps:
+/// --prepare while the mail runs (most of the work), --complete while the
+/// mail services are stopped or frozen (brings mail/ and every Maildir up
+/// to date, and makes the copies). mailbackup.service runs them through
+/// mailbackup-snapshot.service, then backs the snapshot up
+/// (`mailbackup run --from-snapshot`). Without an option, both at once.
+/// A snapshot an interrupted run left is set aside and removed with --remove.
 ///
 /// Example: mailbackup snapshot --remove
 #[derive(Debug, clap::Args)]
 pub struct SnapshotArgs {
+    /// Only the first step, while the mail runs.
+    #[arg(long, conflicts_with_all = ["complete", "remove"])]
+    pub prepare: bool,
+
+    /// Only the second step, while the mail waits.
+    #[arg(long, conflicts_with = "remove")]
+    pub complete: bool,
+
     /// Remove the snapshot instead.
     #[arg(long)]
     pub remove: bool,
@@ -30,6 +41,7 @@ pub struct SnapshotArgs {
 pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
+    let root = layout.storage_root.display();
     if args.remove {
         if snapshot::remove(&layout)? {
             eprintln!(
@@ -40,8 +52,23 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         return Ok(0);
     }
     let started = Instant::now();
-    let stats = snapshot::take(&layout)?;
+    if args.prepare {
+        let stats = snapshot::prepare(&layout)?;
+        eprintln!(
+            "mailbackup: prepared a snapshot of {root} in {:.2} s: {}",
+            started.elapsed().as_secs_f64(),
+            counts(&stats)
+        );
+        return Ok(0);
+    }
+    let stats = if args.complete {
+        snapshot::complete(&layout)?
+    } else {
+        snapshot::take(&layout)?
+    };
     let took = started.elapsed();
+    // The mail services run again only once the clock has passed the
+    // newest copied file (see `safe_restart_at`).
     let restart_at = snapshot::safe_restart_at(stats.newest_copied_mtime);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -50,20 +77,40 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         std::thread::sleep(wait);
     }
     eprintln!(
-        "mailbackup: snapshot of {} in {:.2} s (and {:.2} s for the clock to pass the newest copied file): \
-         {} files linked, {} copied ({}), {} directories{}",
-        layout.storage_root.display(),
+        "mailbackup: snapshot of {root} {} in {:.2} s (and {:.2} s for the clock to pass the newest copied file): {}",
+        if args.complete { "completed" } else { "taken" },
         took.as_secs_f64(),
         (started.elapsed() - took).as_secs_f64(),
+        counts(&stats)
+    );
+    Ok(0)
+}
+
+/// What a step did, for the log; first, where it could not link.
+fn counts(stats: &SnapshotStats) -> String {
+    let mut why = stats.no_links_because.clone();
+    why.dedup();
+    for why in why {
+        eprintln!("mailbackup: {why}: copied instead, which takes longer and more room");
+    }
+    let mut text = format!(
+        "{} files linked, {} copied ({}), {} directories",
         stats.linked,
         stats.copied,
         human_size(stats.copied_bytes),
-        stats.directories,
-        if stats.skipped > 0 {
-            format!(", {} sockets left out (as duplicity leaves them out)", stats.skipped)
-        } else {
-            String::new()
-        }
+        stats.directories
     );
-    Ok(0)
+    if stats.kept > 0 || stats.removed > 0 {
+        text += &format!(
+            ", {} up to date, {} removed or replaced",
+            stats.kept, stats.removed
+        );
+    }
+    if stats.skipped > 0 {
+        text += &format!(
+            ", {} sockets left out (as duplicity leaves them out)",
+            stats.skipped
+        );
+    }
+    text
 }

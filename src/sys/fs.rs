@@ -92,6 +92,14 @@ fn timespec((secs, nanos): (i64, i64)) -> TimeSpec {
     TimeSpec::new(secs, nanos)
 }
 
+/// A directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub kind: Option<Kind>,
+    pub ino: u64,
+}
+
 /// An open directory. Shared between threads: every call names an entry
 /// relative to it.
 #[derive(Debug)]
@@ -142,9 +150,9 @@ impl DirFd {
             .is_ok_and(|s| s.kind == Kind::Dir)
     }
 
-    /// The entries, without `.` and `..`, with their kind where the
-    /// filesystem tells it without a stat.
-    pub fn entries(&self) -> io::Result<Vec<(OsString, Option<Kind>)>> {
+    /// The entries, without `.` and `..`, with their inode numbers and,
+    /// where the filesystem tells it without a stat, their kinds.
+    pub fn entries(&self) -> io::Result<Vec<Entry>> {
         let fd = self.0.try_clone()?;
         let mut dir = Dir::from_fd(fd).map_err(io)?;
         let mut entries = Vec::new();
@@ -154,12 +162,27 @@ impl DirFd {
             if name == b"." || name == b".." {
                 continue;
             }
-            entries.push((
-                OsStr::from_bytes(name).to_owned(),
-                entry.file_type().map(Kind::of_entry),
-            ));
+            entries.push(Entry {
+                name: OsStr::from_bytes(name).to_owned(),
+                kind: entry.file_type().map(Kind::of_entry),
+                ino: entry.ino(),
+            });
         }
         Ok(entries)
+    }
+
+    /// Removes the entry `name`, a whole tree if it is a directory.
+    pub fn remove(&self, name: &OsStr) -> io::Result<()> {
+        match unistd::unlinkat(&self.0, name, unistd::UnlinkatFlags::NoRemoveDir) {
+            Err(Errno::EISDIR) => {
+                let dir = self.open_dir(name)?;
+                for entry in dir.entries()? {
+                    dir.remove(&entry.name)?;
+                }
+                unistd::unlinkat(&self.0, name, unistd::UnlinkatFlags::RemoveDir).map_err(io)
+            }
+            other => other.map_err(io),
+        }
     }
 
     /// Hard-links the entry `name` to the same name in `to`; a symlink is
@@ -373,6 +396,20 @@ mod tests {
         let copy = dir.path().join("to/sparse");
         assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&path).unwrap());
         assert!(std::fs::metadata(&copy).unwrap().blocks() * 512 < 1 << 20);
+    }
+
+    #[test]
+    fn trees_are_removed_relative_to_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/a/b")).unwrap();
+        std::fs::write(dir.path().join("t/a/b/f"), "x").unwrap();
+        std::fs::write(dir.path().join("g"), "y").unwrap();
+        let d = DirFd::open(dir.path()).unwrap();
+        let names: Vec<_> = d.entries().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names.len(), 2);
+        d.remove(OsStr::new("t")).unwrap();
+        d.remove(OsStr::new("g")).unwrap();
+        assert_eq!(d.entries().unwrap(), []);
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub struct SnapshotStats {
     /// Why hard links were impossible, where they were: then files were
     /// copied instead.
     pub no_links_because: Vec<String>,
-    /// The newest modification time of a copied file, in whole seconds.
+    /// The newest modification time of a copied file, in whole seconds,
+    /// not counting times in the future.
     pub newest_copied_mtime: i64,
 }
 
@@ -81,6 +82,13 @@ impl SnapshotStats {
 /// the coarse clock of file times.
 pub fn safe_restart_at(newest_copied_mtime: i64) -> Duration {
     Duration::from_secs(newest_copied_mtime.max(0) as u64 + 1) + Duration::from_millis(20)
+}
+
+/// The present time in whole seconds since the epoch.
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Where in `STORAGE_ROOT` a directory lies, which decides what is copied.
@@ -550,7 +558,12 @@ impl Walk<'_> {
             Kind::File => {
                 stats.copied_bytes += node.src.copy_file_to(name, &node.dst, &meta)?;
                 stats.copied += 1;
-                stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime.0);
+                // A time in the future (a clock that was once ahead, a
+                // file touched so) cannot be met by a rewrite now, which
+                // gets the present time: only the present second counts.
+                if meta.mtime.0 <= now_secs() {
+                    stats.newest_copied_mtime = stats.newest_copied_mtime.max(meta.mtime.0);
+                }
             }
             Kind::Symlink => {
                 node.src.copy_symlink_to(name, &node.dst, &meta)?;

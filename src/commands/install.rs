@@ -281,6 +281,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         }
     }
     let needs_key = !layout.key_file.exists();
+    if needs_key {
+        refuse_a_new_key_for_old_backups(&layout)?;
+    }
     let manage_systemd = !args.no_enable && !args.dry_run && systemd::is_system_unit_dir(dir);
 
     if args.dry_run {
@@ -381,6 +384,26 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         println!("mailbackup is installed already: nothing changed");
     }
     Ok(0)
+}
+
+/// A new key beside backups made with a lost one would go on with their
+/// chain: duplicity reads the old signatures from its local cache, so the
+/// next backups succeed, encrypted with the new key, and the newest state
+/// then restores with neither key. Only a box without backups gets a new key.
+fn refuse_a_new_key_for_old_backups(layout: &crate::config::Layout) -> Result<()> {
+    let held = crate::inventory::Inventory::scan(&layout.encrypted_dir)?;
+    if held.backups.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the backup key {key} is missing, and {dir} holds {n} backups made with it: put your copy of \
+         the key back at {key}. If it is lost, those backups cannot be restored: move {dir} and {cache} \
+         out of the way, then run `mailbackup install` again for a new key and a new full backup",
+        key = layout.key_file.display(),
+        dir = layout.encrypted_dir.display(),
+        cache = layout.cache_dir.display(),
+        n = held.backups.len(),
+    )
 }
 
 /// `--downtime pause` freezes the mail services' cgroups, which systemd can

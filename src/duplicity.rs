@@ -111,6 +111,31 @@ pub fn cleanup_args(layout: &Layout) -> Vec<OsString> {
     args
 }
 
+/// A `--time` for duplicity. A time to the minute, as `mailbackup status`
+/// shows one (`2026-11-20 03:00`, or `2026-11-20T03:00`), means the end of
+/// that minute, so that it picks the backup listed at that minute; duplicity
+/// itself rejects both forms, and `03:00:00` would pick the one before a
+/// backup made at 03:00:39. Anything else goes to duplicity as it is.
+pub fn time_arg(time: &str) -> String {
+    let b = time.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let to_the_minute = b.len() == 16
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && (b[10] == b'T' || b[10] == b' ')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16);
+    if to_the_minute {
+        format!("{}T{}:59", &time[..10], &time[11..])
+    } else {
+        time.to_owned()
+    }
+}
+
 /// The arguments that restore the backup as of `time` (latest without),
 /// or only `path` (relative to `STORAGE_ROOT`) of it, to `dest`.
 pub fn restore_args(
@@ -122,7 +147,7 @@ pub fn restore_args(
     let mut args: Vec<OsString> = vec!["restore".into()];
     args.extend(archive_dir(layout));
     if let Some(t) = time {
-        args.extend(["--time".into(), t.into()]);
+        args.extend(["--time".into(), time_arg(t).into()]);
     }
     if let Some(p) = path {
         // `-r`: duplicity 0.8 calls it --file-to-restore, 3.x --path-to-restore.
@@ -137,7 +162,7 @@ pub fn list_args(layout: &Layout, time: Option<&str>) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["list-current-files".into()];
     args.extend(archive_dir(layout));
     if let Some(t) = time {
-        args.extend(["--time".into(), t.into()]);
+        args.extend(["--time".into(), time_arg(t).into()]);
     }
     args.push(target_url(layout));
     args
@@ -437,6 +462,29 @@ mod tests {
                 "--force",
                 "file:///home/user data/backup/encrypted",
             ]
+        );
+    }
+
+    #[test]
+    fn a_time_to_the_minute_means_the_end_of_that_minute() {
+        assert_eq!(time_arg("2026-11-20T03:00"), "2026-11-20T03:00:59");
+        assert_eq!(time_arg("2026-11-20 03:00"), "2026-11-20T03:00:59");
+        for as_is in [
+            "3D",
+            "2026-11-20",
+            "2026-11-20T03:00:00",
+            "2026-11-20T03:00:00Z",
+            "20261120T030000Z",
+            "11/20/2026",
+            "2026-11-20T03:0x",
+            "2026-11-20Ä3:00",
+        ] {
+            assert_eq!(time_arg(as_is), as_is);
+        }
+        let l = layout();
+        assert_eq!(
+            strings(list_args(&l, Some("2026-11-20 03:00")))[4],
+            "2026-11-20T03:00:59"
         );
     }
 

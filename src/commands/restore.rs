@@ -46,7 +46,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub in_place: bool,
 
-    /// The backup to restore: any time duplicity takes (3D, 2026-11-20, ...) [default: the latest]
+    /// The backup to restore: any time duplicity takes (3D, 2026-11-20, ...), or a minute as `status` shows it ('2026-11-20 03:00') [default: the latest]
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
 

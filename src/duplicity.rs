@@ -195,6 +195,9 @@ pub struct Outcome {
     pub locked_out: bool,
     /// What `verify` found different, one line each.
     pub differences: Vec<String>,
+    /// The files it could not write or patch (a restore into a full disk,
+    /// a full temporary directory): duplicity says so, and exits 0.
+    pub not_restored: Vec<String>,
 }
 
 /// Runs duplicity with the passphrase in its environment (and nowhere else).
@@ -258,6 +261,8 @@ impl<'a> Duplicity<'a> {
             .args(args)
             .env("PASSPHRASE", self.passphrase.to_env_value())
             .env("GNUPGHOME", &self.gnupg_home)
+            // Its messages in English, which is what is looked for in them.
+            .env("LANGUAGE", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -285,10 +290,13 @@ impl<'a> Duplicity<'a> {
         };
         let mut differences = from_stdout.differences;
         differences.extend(from_stderr.differences);
+        let mut not_restored = from_stdout.not_restored;
+        not_restored.extend(from_stderr.not_restored);
         Ok(Outcome {
             code,
             locked_out: from_stdout.locked_out || from_stderr.locked_out,
             differences,
+            not_restored,
         })
     }
 
@@ -320,6 +328,7 @@ pub fn find_in_path(name: &str, path: &OsStr) -> Option<PathBuf> {
 struct Heard {
     locked_out: bool,
     differences: Vec<String>,
+    not_restored: Vec<String>,
 }
 
 fn relay_all(from: Option<impl Read>, to: impl Write) -> Heard {
@@ -337,10 +346,28 @@ fn relay(from: impl Read, mut to: impl Write) -> Heard {
                 .differences
                 .push(String::from_utf8_lossy(rest).into_owned());
         }
+        if let Some(file) = not_restored(&line) {
+            heard.not_restored.push(file);
+        }
         let _ = to.write_all(&line);
         let _ = to.write_all(b"\n");
     }
     heard
+}
+
+/// The file of a line where duplicity says it could not restore one:
+/// `Error 'WHY' patching FILE` or `Error 'WHY' processing FILE`, the
+/// warnings it gives (and goes on, and exits 0) when writing a file fails.
+fn not_restored(line: &[u8]) -> Option<String> {
+    let rest = line.strip_prefix(b"Error '")?;
+    [&b"' patching "[..], &b"' processing "[..]]
+        .iter()
+        .filter_map(|sep| {
+            let at = rest.windows(sep.len()).position(|w| w == *sep)?;
+            Some(at + sep.len())
+        })
+        .min()
+        .map(|start| String::from_utf8_lossy(&rest[start..]).into_owned())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -463,6 +490,25 @@ mod tests {
                 "file:///home/user data/backup/encrypted",
             ]
         );
+    }
+
+    #[test]
+    fn files_duplicity_could_not_restore() {
+        assert_eq!(
+            not_restored(b"Error '[Errno 28] No space left on device' patching mail/a b"),
+            Some("mail/a b".to_owned())
+        );
+        assert_eq!(
+            not_restored(b"Error '[Errno 2] No such file: '/tmp/a'' processing www/x' patching y"),
+            Some("www/x' patching y".to_owned())
+        );
+        assert_eq!(not_restored(b"Errors 0"), None);
+        assert_eq!(not_restored(b"Error 'x' reading y"), None);
+        let heard = relay(
+            &b"Last full backup date: none\nError 'disk full' patching mail/users.sqlite\n"[..],
+            std::io::sink(),
+        );
+        assert_eq!(heard.not_restored, ["mail/users.sqlite"]);
     }
 
     #[test]

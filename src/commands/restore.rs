@@ -142,8 +142,33 @@ fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) 
         );
         return Ok(outcome.code);
     }
+    if !outcome.not_restored.is_empty() {
+        eprintln!(
+            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
+             above; a full disk, or a full temporary directory, where it patches files); what it \
+             did restore is in {}",
+            list_files(&outcome.not_restored),
+            dest.display()
+        );
+        return Ok(1);
+    }
     eprintln!("mailbackup: restored into {}", dest.display());
     Ok(0)
+}
+
+/// Files for a message: the first few, and how many more.
+fn list_files(files: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = files
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if files.len() > SHOWN {
+        text.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    text
 }
 
 /// Removes what a failed restore wrote into the directory `dir`, which was
@@ -230,6 +255,16 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
             root.display()
         );
         return Ok(outcome.code);
+    }
+    if !outcome.not_restored.is_empty() {
+        let _ = std::fs::remove_dir_all(&restoring);
+        eprintln!(
+            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
+             above; a full disk, or a full temporary directory, where it patches files); {} is untouched",
+            list_files(&outcome.not_restored),
+            root.display()
+        );
+        return Ok(1);
     }
 
     let stopped = stop_services(&services);

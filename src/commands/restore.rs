@@ -326,12 +326,16 @@ fn check_space(layout: &Layout, path: Option<&Path>, dest: &Path) -> Result<()> 
     Ok(())
 }
 
-/// The space the files under `dir` take on disk, without `skip`.
+/// The space the files under `dir` take on disk once restored, without
+/// `skip`. duplicity restores a sparse file in full: its length counts.
 fn disk_usage(dir: &Path, skip: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return 0;
     };
-    let own = meta.blocks() * 512;
+    let mut own = meta.blocks() * 512;
+    if meta.is_file() {
+        own = own.max(meta.len());
+    }
     if !meta.is_dir() || dir == skip {
         return if dir == skip { 0 } else { own };
     }

@@ -268,6 +268,39 @@ fn no_new_key_beside_backups_made_with_a_missing_one() {
     assert!(mailbox.key_file().exists());
 }
 
+/// A change of options updates the units and says so; it is not taken for
+/// a hand edit.
+#[test]
+fn a_new_option_updates_the_units_and_is_no_hand_edit() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = install(&mailbox, &units, &["--on-calendar", "*-*-* 04:00:00"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    for name in ["mailbackup.service", "mailbackup.timer"] {
+        assert!(
+            text.contains(&format!(
+                "updated {} for the options given",
+                units.join(name).display()
+            )),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("by hand"), "{text}");
+    // A hand edit on top is still called one.
+    let timer = units.join("mailbackup.timer");
+    fs::write(&timer, fs::read_to_string(&timer).unwrap() + "# mine\n").unwrap();
+    let out = install(&mailbox, &units, &["--on-calendar", "*-*-* 05:00:00"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("replaced {}: it differed", timer.display())),
+        "{text}"
+    );
+}
+
 #[test]
 fn install_twice_changes_nothing_and_replaces_hand_edits() {
     let mailbox = install_box();

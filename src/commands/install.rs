@@ -16,8 +16,11 @@ use crate::units::{
 
 /// Install the systemd units that run the backup, and enable its timers.
 ///
-/// Writes mailbackup.service (stops the mail services, runs the backup,
-/// starts them again, prunes), mailbackup.timer,
+/// Writes mailbackup.service (stops or pauses the mail services for the
+/// moment mailbackup-snapshot.service takes a snapshot of the data, backs
+/// the snapshot up while they run again, prunes; with --downtime full,
+/// stops them for the whole backup), mailbackup-snapshot.service,
+/// mailbackup.timer,
 /// mailbackup-after-backup.service (the after-backup hook, as STORAGE_USER),
 /// mailbackup-verify.service and .timer (a monthly verification), and
 /// mailbackup-failure@.service (mails the administrator when one of them

@@ -111,6 +111,31 @@ pub fn cleanup_args(layout: &Layout) -> Vec<OsString> {
     args
 }
 
+/// A `--time` for duplicity. A time to the minute, as `mailbackup status`
+/// shows one (`2026-11-20 03:00`, or `2026-11-20T03:00`), means the end of
+/// that minute, so that it picks the backup listed at that minute; duplicity
+/// itself rejects both forms, and `03:00:00` would pick the one before a
+/// backup made at 03:00:39. Anything else goes to duplicity as it is.
+pub fn time_arg(time: &str) -> String {
+    let b = time.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let to_the_minute = b.len() == 16
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && (b[10] == b'T' || b[10] == b' ')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16);
+    if to_the_minute {
+        format!("{}T{}:59", &time[..10], &time[11..])
+    } else {
+        time.to_owned()
+    }
+}
+
 /// The arguments that restore the backup as of `time` (latest without),
 /// or only `path` (relative to `STORAGE_ROOT`) of it, to `dest`.
 pub fn restore_args(
@@ -122,7 +147,7 @@ pub fn restore_args(
     let mut args: Vec<OsString> = vec!["restore".into()];
     args.extend(archive_dir(layout));
     if let Some(t) = time {
-        args.extend(["--time".into(), t.into()]);
+        args.extend(["--time".into(), time_arg(t).into()]);
     }
     if let Some(p) = path {
         // `-r`: duplicity 0.8 calls it --file-to-restore, 3.x --path-to-restore.
@@ -137,7 +162,7 @@ pub fn list_args(layout: &Layout, time: Option<&str>) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["list-current-files".into()];
     args.extend(archive_dir(layout));
     if let Some(t) = time {
-        args.extend(["--time".into(), t.into()]);
+        args.extend(["--time".into(), time_arg(t).into()]);
     }
     args.push(target_url(layout));
     args
@@ -170,6 +195,9 @@ pub struct Outcome {
     pub locked_out: bool,
     /// What `verify` found different, one line each.
     pub differences: Vec<String>,
+    /// The files it could not write or patch (a restore into a full disk,
+    /// a full temporary directory): duplicity says so, and exits 0.
+    pub not_restored: Vec<String>,
 }
 
 /// Runs duplicity with the passphrase in its environment (and nowhere else).
@@ -233,6 +261,8 @@ impl<'a> Duplicity<'a> {
             .args(args)
             .env("PASSPHRASE", self.passphrase.to_env_value())
             .env("GNUPGHOME", &self.gnupg_home)
+            // Its messages in English, which is what is looked for in them.
+            .env("LANGUAGE", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -265,10 +295,13 @@ impl<'a> Duplicity<'a> {
         };
         let mut differences = from_stdout.differences;
         differences.extend(from_stderr.differences);
+        let mut not_restored = from_stdout.not_restored;
+        not_restored.extend(from_stderr.not_restored);
         Ok(Outcome {
             code,
             locked_out,
             differences,
+            not_restored,
         })
     }
 
@@ -300,6 +333,7 @@ pub fn find_in_path(name: &str, path: &OsStr) -> Option<PathBuf> {
 struct Heard {
     locked_out: bool,
     differences: Vec<String>,
+    not_restored: Vec<String>,
 }
 
 fn relay_all(from: Option<impl Read>, to: impl Write) -> Heard {
@@ -317,10 +351,28 @@ fn relay(from: impl Read, mut to: impl Write) -> Heard {
                 .differences
                 .push(String::from_utf8_lossy(rest).into_owned());
         }
+        if let Some(file) = not_restored(&line) {
+            heard.not_restored.push(file);
+        }
         let _ = to.write_all(&line);
         let _ = to.write_all(b"\n");
     }
     heard
+}
+
+/// The file of a line where duplicity says it could not restore one:
+/// `Error 'WHY' patching FILE` or `Error 'WHY' processing FILE`, the
+/// warnings it gives (and goes on, and exits 0) when writing a file fails.
+fn not_restored(line: &[u8]) -> Option<String> {
+    let rest = line.strip_prefix(b"Error '")?;
+    [&b"' patching "[..], &b"' processing "[..]]
+        .iter()
+        .filter_map(|sep| {
+            let at = rest.windows(sep.len()).position(|w| w == *sep)?;
+            Some(at + sep.len())
+        })
+        .min()
+        .map(|start| String::from_utf8_lossy(&rest[start..]).into_owned())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -442,6 +494,48 @@ mod tests {
                 "--force",
                 "file:///home/user data/backup/encrypted",
             ]
+        );
+    }
+
+    #[test]
+    fn files_duplicity_could_not_restore() {
+        assert_eq!(
+            not_restored(b"Error '[Errno 28] No space left on device' patching mail/a b"),
+            Some("mail/a b".to_owned())
+        );
+        assert_eq!(
+            not_restored(b"Error '[Errno 2] No such file: '/tmp/a'' processing www/x' patching y"),
+            Some("www/x' patching y".to_owned())
+        );
+        assert_eq!(not_restored(b"Errors 0"), None);
+        assert_eq!(not_restored(b"Error 'x' reading y"), None);
+        let heard = relay(
+            &b"Last full backup date: none\nError 'disk full' patching mail/users.sqlite\n"[..],
+            std::io::sink(),
+        );
+        assert_eq!(heard.not_restored, ["mail/users.sqlite"]);
+    }
+
+    #[test]
+    fn a_time_to_the_minute_means_the_end_of_that_minute() {
+        assert_eq!(time_arg("2026-11-20T03:00"), "2026-11-20T03:00:59");
+        assert_eq!(time_arg("2026-11-20 03:00"), "2026-11-20T03:00:59");
+        for as_is in [
+            "3D",
+            "2026-11-20",
+            "2026-11-20T03:00:00",
+            "2026-11-20T03:00:00Z",
+            "20261120T030000Z",
+            "11/20/2026",
+            "2026-11-20T03:0x",
+            "2026-11-20Ä3:00",
+        ] {
+            assert_eq!(time_arg(as_is), as_is);
+        }
+        let l = layout();
+        assert_eq!(
+            strings(list_args(&l, Some("2026-11-20 03:00")))[4],
+            "2026-11-20T03:00:59"
         );
     }
 

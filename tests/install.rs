@@ -233,6 +233,74 @@ fn the_services_are_locked_down() {
     }
 }
 
+/// A missing key beside backups made with it is not replaced by a new one:
+/// the next backups would continue the old chain with the new key, and the
+/// newest state would restore with neither.
+#[test]
+fn no_new_key_beside_backups_made_with_a_missing_one() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let encrypted = mailbox.root.join("backup/encrypted");
+    fs::create_dir_all(&encrypted).unwrap();
+    for name in [
+        "duplicity-full.20261101T030000Z.manifest.gpg",
+        "duplicity-full.20261101T030000Z.vol1.difftar.gpg",
+        "duplicity-full-signatures.20261101T030000Z.sigtar.gpg",
+    ] {
+        fs::write(encrypted.join(name), "x").unwrap();
+    }
+    for extra in [&["--dry-run"][..], &[]] {
+        let out = install(&mailbox, &units, extra);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("key") && err.contains("missing") && err.contains("put your copy"),
+            "{err}"
+        );
+        assert!(!mailbox.key_file().exists(), "a new key was created");
+        assert_eq!(fs::read_dir(&units).unwrap().count(), 0, "units written");
+    }
+    // Once the old backups are moved away, a new key is made.
+    fs::rename(&encrypted, mailbox.root.join("backup/encrypted.lost-key")).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(mailbox.key_file().exists());
+}
+
+/// A change of options updates the units and says so; it is not taken for
+/// a hand edit.
+#[test]
+fn a_new_option_updates_the_units_and_is_no_hand_edit() {
+    let mailbox = install_box();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = install(&mailbox, &units, &["--on-calendar", "*-*-* 04:00:00"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    for name in ["mailbackup.service", "mailbackup.timer"] {
+        assert!(
+            text.contains(&format!(
+                "updated {} for the options given",
+                units.join(name).display()
+            )),
+            "{text}"
+        );
+    }
+    assert!(!text.contains("by hand"), "{text}");
+    // A hand edit on top is still called one.
+    let timer = units.join("mailbackup.timer");
+    fs::write(&timer, fs::read_to_string(&timer).unwrap() + "# mine\n").unwrap();
+    let out = install(&mailbox, &units, &["--on-calendar", "*-*-* 05:00:00"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("replaced {}: it differed", timer.display())),
+        "{text}"
+    );
+}
+
 #[test]
 fn install_twice_changes_nothing_and_replaces_hand_edits() {
     let mailbox = install_box();

@@ -156,6 +156,19 @@ fn restore_in_place_keeps_the_previous_tree() {
 
 #[test]
 fn a_restore_that_would_fill_the_disk_is_refused_and_changes_nothing() {
+    a_restore_into_a_small_disk_is_refused(2_600_000, 0);
+}
+
+/// duplicity restores a sparse file in full: 8 MB that take no room now
+/// do not fit.
+#[test]
+fn a_sparse_file_counts_in_full_for_the_room_a_restore_needs() {
+    a_restore_into_a_small_disk_is_refused(1_000_000, 8_000_000);
+}
+
+/// A box on a 7 MB disk with `random_bytes` of data and a sparse file of
+/// `sparse_bytes`, backed up: an in-place restore is refused up front.
+fn a_restore_into_a_small_disk_is_refused(random_bytes: usize, sparse_bytes: u64) {
     let flavor = &flavors()[0];
     let outer = tempfile::tempdir().unwrap();
     let mount = outer.path().join("small");
@@ -181,7 +194,13 @@ fn a_restore_that_would_fill_the_disk_is_refused_and_changes_nothing() {
         .unwrap();
         mailbox.root = root.clone();
         fs::create_dir(root.join("mail")).unwrap();
-        random_file(&root.join("mail/big.bin"), 2_600_000);
+        random_file(&root.join("mail/big.bin"), random_bytes);
+        if sparse_bytes > 0 {
+            fs::File::create(root.join("mail/sparse.img"))
+                .unwrap()
+                .set_len(sparse_bytes)
+                .unwrap();
+        }
         mailbox.ok(&["run"]);
         let before = live_state(&root);
         let out = mailbox.run(&["restore", "--in-place", "--yes", "--services", ""]);
@@ -198,7 +217,9 @@ fn a_restore_that_would_fill_the_disk_is_refused_and_changes_nothing() {
             "the partial restore was left behind"
         );
     });
-    let _ = Command::new("umount").arg(&mount).status();
+    // Lazily: the gpg-agent of the backup may still be on its way out, and
+    // a busy mount would be left behind.
+    let _ = Command::new("umount").arg("-l").arg(&mount).status();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -379,4 +400,76 @@ fn status_check_exit_codes() {
     let (code, line) = check(&mailbox, None);
     assert_eq!(code, 3, "{line}");
     assert!(line.starts_with("MAILBACKUP UNKNOWN - "), "{line}");
+}
+
+/// duplicity restores a file changed since the full backup by patching it
+/// in its temporary directory; when that fails (full), it says so, leaves
+/// the file out and exits 0. The restore says it is incomplete, and an
+/// in-place restore changes nothing.
+#[test]
+fn a_restore_that_duplicity_could_not_complete_says_so() {
+    for flavor in flavors() {
+        let mailbox = MailBox::new().with_flavor(&flavor);
+        make_mail_store(&mailbox.root, 3);
+        // Larger than the temporary directory below, which duplicity wants
+        // to hold 260 MiB (460 MiB from 3.x): a sparse file, quick to back up.
+        let big = mailbox.root.join("mail/big.bin");
+        fs::File::create(&big)
+            .unwrap()
+            .set_len(700_000_000)
+            .unwrap();
+        mailbox.ok(&["run"]);
+        next_second();
+        use std::io::Write;
+        fs::File::options()
+            .append(true)
+            .open(&big)
+            .unwrap()
+            .write_all(b"changed")
+            .unwrap();
+        mailbox.ok(&["run"]);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=500m", "tmpfs"])
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        let result = std::panic::catch_unwind(|| {
+            let dest = mailbox.dir.path().join("restored");
+            let out = mailbox
+                .cmd(&["restore", "--to", dest.to_str().unwrap()])
+                .env("TMPDIR", tmp.path())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+            assert!(
+                stderr(&out).contains("the restore is incomplete")
+                    && stderr(&out).contains("mail/big.bin"),
+                "{}",
+                stderr(&out)
+            );
+
+            let before = live_state(&mailbox.root);
+            let out = mailbox
+                .cmd(&["restore", "--in-place", "--yes", "--services", ""])
+                .env("TMPDIR", tmp.path())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+            assert!(stderr(&out).contains("is untouched"), "{}", stderr(&out));
+            assert_eq!(live_state(&mailbox.root), before);
+            let left: Vec<_> = fs::read_dir(mailbox.root.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".restoring-") || n.contains(".before-restore-"))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+        });
+        let _ = Command::new("umount").arg(tmp.path()).status();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
 }

@@ -199,6 +199,59 @@ fn a_rewrite_right_after_the_snapshot_is_in_the_next_backup() {
     );
 }
 
+/// A copied file dated in the future (a clock that was once ahead) does not
+/// keep the mail services waiting for the clock to reach that date: a
+/// rewrite now gets the present time, which differs from it anyway.
+#[test]
+fn a_copied_file_dated_in_the_future_does_not_hold_the_mail_up() {
+    let mailbox = MailBox::new().with_flavor(&flavors()[0]);
+    make_mail_store(&mailbox.root, 3);
+    let index = mailbox
+        .root
+        .join("mail/mailboxes/example.com/alice/dovecot.index");
+    fs::write(&index, [1u8; 4096]).unwrap();
+    let in_2099 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(4_070_908_800);
+    fs::File::options()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_modified(in_2099))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let child = mailbox
+        .cmd(&["snapshot"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let waited = std::thread::spawn(move || child.wait_with_output());
+    while !waited.is_finished() && started.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if !waited.is_finished() {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let out = waited.join().unwrap().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "the snapshot waited {:?} for a file dated 2099",
+        started.elapsed()
+    );
+    assert_eq!(
+        fs::metadata(
+            mailbox
+                .root
+                .join("backup/snapshot/mail/mailboxes/example.com/alice/dovecot.index")
+        )
+        .unwrap()
+        .modified()
+        .unwrap(),
+        in_2099
+    );
+}
+
 /// A snapshot backup restores exactly what a live backup of the same tree
 /// restores, on a tree shaped like a real box: set-id bits, FIFOs, sparse
 /// files, a path just under the kernel's limit, odd names, hard links.

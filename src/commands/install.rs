@@ -16,8 +16,11 @@ use crate::units::{
 
 /// Install the systemd units that run the backup, and enable its timers.
 ///
-/// Writes mailbackup.service (stops the mail services, runs the backup,
-/// starts them again, prunes), mailbackup.timer,
+/// Writes mailbackup.service (stops or pauses the mail services for the
+/// moment mailbackup-snapshot.service takes a snapshot of the data, backs
+/// the snapshot up while they run again, prunes; with --downtime full,
+/// stops them for the whole backup), mailbackup-snapshot.service,
+/// mailbackup.timer,
 /// mailbackup-after-backup.service (the after-backup hook, as STORAGE_USER),
 /// mailbackup-verify.service and .timer (a monthly verification), and
 /// mailbackup-failure@.service (mails the administrator when one of them
@@ -189,15 +192,21 @@ impl Choices {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Create,
+    /// The file is what the earlier options rendered: the options changed.
+    Update,
+    /// The file is neither what these options nor what the earlier ones
+    /// render: edited by hand, or written by another version.
     Replace,
     Keep,
 }
 
-/// Compares a rendered unit with the file that is there now.
-pub fn change_for(unit: &UnitFile, current: Option<&str>) -> Change {
+/// Compares a rendered unit with the file that is there now, and with
+/// what the earlier options rendered, if they differ.
+pub fn change_for(unit: &UnitFile, current: Option<&str>, earlier: Option<&str>) -> Change {
     match current {
         None => Change::Create,
         Some(c) if c == unit.content => Change::Keep,
+        Some(c) if Some(c) == earlier => Change::Update,
         Some(_) => Change::Replace,
     }
 }
@@ -243,7 +252,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         .unwrap_or_default();
     let given = Choices::given(args);
     let kept = earlier.clone().unless(&given);
-    let choices = given.over(earlier);
+    let choices = given.over(earlier.clone());
     let mail_to = match (&choices.mail_to, config.get("PRIMARY_HOSTNAME")) {
         (Some(to), _) => to.clone(),
         (None, Some(host)) if !host.is_empty() => format!("administrator@{host}"),
@@ -252,42 +261,66 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         ),
     };
-    let on_calendar = choices.on_calendar.as_deref().unwrap_or(DEFAULT_CALENDAR);
-    let verify_calendar = choices
-        .verify_calendar
-        .as_deref()
-        .unwrap_or(DEFAULT_VERIFY_CALENDAR);
-    let verify_calendar = (verify_calendar != "never").then(|| verify_calendar.to_owned());
-    for spec in std::iter::once(on_calendar).chain(verify_calendar.as_deref()) {
+    let settings_for = |choices: &Choices, mail_to: String| UnitSettings {
+        config: config_path.clone(),
+        layout: config.layout(),
+        storage_user: user.to_owned(),
+        bin: PathBuf::new(),
+        on_calendar: choices
+            .on_calendar
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CALENDAR.to_owned()),
+        services: choices
+            .services
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()),
+        downtime: choices.downtime.unwrap_or_default(),
+        verify_calendar: Some(
+            choices
+                .verify_calendar
+                .clone()
+                .unwrap_or_else(|| DEFAULT_VERIFY_CALENDAR.to_owned()),
+        )
+        .filter(|c| c != "never"),
+        mail_to,
+        choices: choices.to_record(),
+    };
+    let mut settings = settings_for(&choices, mail_to);
+    for spec in std::iter::once(&settings.on_calendar).chain(settings.verify_calendar.as_ref()) {
         units::calendar_spec(spec)?;
         systemd::check_calendar(spec)?;
     }
-    let downtime = choices.downtime.unwrap_or_default();
-    if downtime == Downtime::Pause {
+    if settings.downtime == Downtime::Pause {
         check_freezing(crate::sys::cgroup_hierarchy())?;
     }
-    let bin = match &args.bin {
+    settings.bin = match &args.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()
             .and_then(|p| p.canonicalize())
             .context("Failed to find the path of this mailbackup binary: give it with --bin")?,
     };
-    let layout = config.layout();
-    let rendered = units::render(&UnitSettings {
-        config: config_path,
-        layout: layout.clone(),
-        storage_user: user.to_owned(),
-        bin,
-        on_calendar: on_calendar.to_owned(),
-        services: choices
-            .services
+    let layout = settings.layout.clone();
+    let rendered = units::render(&settings)?;
+    // What the earlier options rendered, to tell a change of options from
+    // a hand edit.
+    let earlier_rendered = if earlier != choices {
+        let mail_to = earlier
+            .mail_to
             .clone()
-            .unwrap_or_else(|| DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect()),
-        downtime,
-        verify_calendar,
-        mail_to,
-        choices: choices.to_record(),
-    })?;
+            .or_else(|| {
+                config
+                    .get("PRIMARY_HOSTNAME")
+                    .map(|h| format!("administrator@{h}"))
+            })
+            .unwrap_or_default();
+        units::render(&UnitSettings {
+            bin: settings.bin.clone(),
+            ..settings_for(&earlier, mail_to)
+        })
+        .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     if kept != Choices::default() {
         println!(
             "keeping the options of the earlier install: {}",
@@ -298,7 +331,15 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     let mut plan = Vec::new();
     for unit in &rendered {
         let path = dir.join(unit.name);
-        plan.push((unit, change_for(unit, read_unit(&path)?.as_deref()), path));
+        let before = earlier_rendered
+            .iter()
+            .find(|u| u.name == unit.name)
+            .map(|u| u.content.as_str());
+        plan.push((
+            unit,
+            change_for(unit, read_unit(&path)?.as_deref(), before),
+            path,
+        ));
     }
     // Units of an earlier install that these settings no longer call for.
     let mut retired = Vec::new();
@@ -311,6 +352,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         }
     }
     let needs_key = !args.refresh && !layout.key_file.exists();
+    if needs_key {
+        refuse_a_new_key_for_old_backups(&layout)?;
+    }
     // A package may be upgraded where systemd does not run (a chroot).
     let manage_systemd = !args.no_enable
         && !args.dry_run
@@ -364,6 +408,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     for (_, change, path) in &plan {
         match change {
             Change::Create => println!("created {}", path.display()),
+            Change::Update => println!("updated {} for the options given", path.display()),
             Change::Replace => println!(
                 "replaced {}: it differed from what mailbackup renders (edited by hand, or written by another \
                  version); local changes belong in a drop-in, `systemctl edit {}`",
@@ -429,6 +474,26 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         println!("mailbackup is installed already: nothing changed");
     }
     Ok(0)
+}
+
+/// A new key beside backups made with a lost one would go on with their
+/// chain: duplicity reads the old signatures from its local cache, so the
+/// next backups succeed, encrypted with the new key, and the newest state
+/// then restores with neither key. Only a box without backups gets a new key.
+fn refuse_a_new_key_for_old_backups(layout: &crate::config::Layout) -> Result<()> {
+    let held = crate::inventory::Inventory::scan(&layout.encrypted_dir)?;
+    if held.backups.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the backup key {key} is missing, and {dir} holds {n} backups made with it: put your copy of \
+         the key back at {key}. If it is lost, those backups cannot be restored: move {dir} and {cache} \
+         out of the way, then run `mailbackup install` again for a new key and a new full backup",
+        key = layout.key_file.display(),
+        dir = layout.encrypted_dir.display(),
+        cache = layout.cache_dir.display(),
+        n = held.backups.len(),
+    )
 }
 
 /// `--downtime pause` freezes the mail services' cgroups, which systemd can
@@ -550,8 +615,16 @@ mod tests {
             name: "x.service",
             content: "a\n".into(),
         };
-        assert_eq!(change_for(&unit, None), Change::Create);
-        assert_eq!(change_for(&unit, Some("a\n")), Change::Keep);
-        assert_eq!(change_for(&unit, Some("a\n# mine\n")), Change::Replace);
+        assert_eq!(change_for(&unit, None, None), Change::Create);
+        assert_eq!(change_for(&unit, Some("a\n"), None), Change::Keep);
+        assert_eq!(
+            change_for(&unit, Some("a\n# mine\n"), None),
+            Change::Replace
+        );
+        assert_eq!(change_for(&unit, Some("b\n"), Some("b\n")), Change::Update);
+        assert_eq!(
+            change_for(&unit, Some("b\n# mine\n"), Some("b\n")),
+            Change::Replace
+        );
     }
 }

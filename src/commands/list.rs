@@ -14,7 +14,7 @@ use crate::duplicity::{self, Duplicity};
 /// Example: mailbackup list --time 3D | grep alice
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The backup to list: any time duplicity takes (3D, 2026-11-20, ...) [default: the latest]
+    /// The backup to list: any time duplicity takes (3D, 2026-11-20, ...), or a minute as `status` shows it ('2026-11-20 03:00') [default: the latest]
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
 }

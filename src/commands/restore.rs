@@ -46,7 +46,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub in_place: bool,
 
-    /// The backup to restore: any time duplicity takes (3D, 2026-11-20, ...) [default: the latest]
+    /// The backup to restore: any time duplicity takes (3D, 2026-11-20, ...), or a minute as `status` shows it ('2026-11-20 03:00') [default: the latest]
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
 
@@ -142,8 +142,33 @@ fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) 
         );
         return Ok(outcome.code);
     }
+    if !outcome.not_restored.is_empty() {
+        eprintln!(
+            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
+             above; a full disk, or a full temporary directory, where it patches files); what it \
+             did restore is in {}",
+            list_files(&outcome.not_restored),
+            dest.display()
+        );
+        return Ok(1);
+    }
     eprintln!("mailbackup: restored into {}", dest.display());
     Ok(0)
+}
+
+/// Files for a message: the first few, and how many more.
+fn list_files(files: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = files
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if files.len() > SHOWN {
+        text.push_str(&format!(" and {} more", files.len() - SHOWN));
+    }
+    text
 }
 
 /// Removes what a failed restore wrote into the directory `dir`, which was
@@ -231,6 +256,16 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
         );
         return Ok(outcome.code);
     }
+    if !outcome.not_restored.is_empty() {
+        let _ = std::fs::remove_dir_all(&restoring);
+        eprintln!(
+            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
+             above; a full disk, or a full temporary directory, where it patches files); {} is untouched",
+            list_files(&outcome.not_restored),
+            root.display()
+        );
+        return Ok(1);
+    }
 
     let stopped = stop_services(&services);
     let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
@@ -291,12 +326,16 @@ fn check_space(layout: &Layout, path: Option<&Path>, dest: &Path) -> Result<()> 
     Ok(())
 }
 
-/// The space the files under `dir` take on disk, without `skip`.
+/// The space the files under `dir` take on disk once restored, without
+/// `skip`. duplicity restores a sparse file in full: its length counts.
 fn disk_usage(dir: &Path, skip: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return 0;
     };
-    let own = meta.blocks() * 512;
+    let mut own = meta.blocks() * 512;
+    if meta.is_file() {
+        own = own.max(meta.len());
+    }
     if !meta.is_dir() || dir == skip {
         return if dir == skip { 0 } else { own };
     }

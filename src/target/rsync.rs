@@ -31,8 +31,9 @@ pub struct Rsync {
 }
 
 impl Rsync {
-    /// Parses what follows `rsync://`.
-    pub fn parse(rest: &str, ssh: &SshFiles) -> Result<Rsync, String> {
+    /// Parses what follows `rsync://`. duplicity's rsync backend also
+    /// pastes the files of its archive dir `cache_dir` into a command line.
+    pub fn parse(rest: &str, ssh: &SshFiles, cache_dir: &Path) -> Result<Rsync, String> {
         let form = "rsync://USER@HOST[:PORT]/PATH (//PATH for an absolute path)";
         let (authority, url_path) = match rest.find('/') {
             Some(i) => rest.split_at(i),
@@ -71,13 +72,14 @@ impl Rsync {
             }
         }
         for (what, file) in [
-            ("ssh key", &ssh.key),
+            ("ssh key", ssh.key.as_path()),
             ("known_hosts file", &ssh.known_hosts),
+            ("archive directory", cache_dir),
         ] {
             if !plain_word(file.as_os_str()) {
                 return Err(format!(
                     "the {what} {} holds a space or a quote, which duplicity's rsync backend \
-                     cannot pass on to ssh",
+                     cannot pass on to rsync",
                     file.display()
                 ));
             }
@@ -122,6 +124,7 @@ impl Rsync {
             format!("-oUserKnownHostsFile={}", self.known_hosts.display()),
             "-oGlobalKnownHostsFile=/dev/null".to_owned(),
             "-oUpdateHostKeys=no".to_owned(),
+            "-oHashKnownHosts=no".to_owned(),
             "-oConnectTimeout=30".to_owned(),
             "-oServerAliveInterval=60".to_owned(),
         ]
@@ -397,25 +400,33 @@ mod tests {
         SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"))
     }
 
+    const CACHE: &str = "/home/user-data/backup/cache";
+
+    impl Rsync {
+        fn parse_test(rest: &str, ssh: &SshFiles) -> Result<Rsync, String> {
+            Rsync::parse(rest, ssh, Path::new(CACHE))
+        }
+    }
+
     #[test]
     fn urls_as_mail_in_a_box_writes_them() {
-        let t = Rsync::parse("backup@example.org//srv/backups/box/", &ssh()).unwrap();
+        let t = Rsync::parse_test("backup@example.org//srv/backups/box/", &ssh()).unwrap();
         assert_eq!(t.url(), "rsync://backup@example.org//srv/backups/box");
         assert_eq!(t.remote_dir(), "backup@example.org:/srv/backups/box/");
-        let t = Rsync::parse("me@10.0.0.2:2222/box", &ssh()).unwrap();
+        let t = Rsync::parse_test("me@10.0.0.2:2222/box", &ssh()).unwrap();
         assert_eq!(t.url(), "rsync://me@10.0.0.2:2222/box");
         assert_eq!(t.remote_dir(), "me@10.0.0.2:box/");
         assert!(t
             .remote_shell()
             .starts_with("ssh -p2222 -oIdentityFile=/root/.ssh/id_rsa_miab "));
-        let t = Rsync::parse("me@[2001:db8::1]:23//b", &ssh()).unwrap();
+        let t = Rsync::parse_test("me@[2001:db8::1]:23//b", &ssh()).unwrap();
         assert_eq!(t.url(), "rsync://me@[2001:db8::1]:23//b");
         assert_eq!(t.remote_dir(), "me@[2001:db8::1]:/b/");
     }
 
     #[test]
     fn ssh_options_are_one_argv_element_without_quotes() {
-        let t = Rsync::parse("u@h:2200//d", &ssh()).unwrap();
+        let t = Rsync::parse_test("u@h:2200//d", &ssh()).unwrap();
         let opts = t.duplicity_options();
         assert_eq!(opts.len(), 1);
         let o = opts[0].to_str().unwrap();
@@ -449,12 +460,15 @@ mod tests {
             "u@h//a b",
             "u@h//it's",
         ] {
-            assert!(Rsync::parse(bad, &ssh()).is_err(), "{bad}");
+            assert!(Rsync::parse_test(bad, &ssh()).is_err(), "{bad}");
         }
         let spaced = SshFiles::new(Path::new("/root"), Path::new("/var/lib/my state"));
-        let e = Rsync::parse("u@h//d", &spaced).unwrap_err();
+        let e = Rsync::parse_test("u@h//d", &spaced).unwrap_err();
         assert!(e.contains("known_hosts"), "{e}");
-        let e = Rsync::parse("u:secret@h//d", &ssh()).unwrap_err();
+        let e =
+            Rsync::parse("u@h//d", &ssh(), Path::new("/home/user data/backup/cache")).unwrap_err();
+        assert!(e.contains("archive directory"), "{e}");
+        let e = Rsync::parse_test("u:secret@h//d", &ssh()).unwrap_err();
         assert!(!e.contains("secret"), "{e}");
     }
 
@@ -500,7 +514,7 @@ mod tests {
 
     #[test]
     fn failures_are_named_by_cause() {
-        let t = Rsync::parse("u@h.example:2222//srv/b", &ssh()).unwrap();
+        let t = Rsync::parse_test("u@h.example:2222//srv/b", &ssh()).unwrap();
         let d = |s: &str| diagnose(s, Some(255), &t);
         assert!(d("@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n")
             .contains("ssh-keygen -R '[h.example]:2222' -f /var/lib/mailbackup/known_hosts"));

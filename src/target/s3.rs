@@ -5,14 +5,22 @@
 //! duplicity reaches it through boto3 (`boto3+s3://BUCKET/PREFIX` with
 //! `--s3-endpoint-url`: on Debian's 0.8 plain `s3://` is the old boto2
 //! backend, which reads the bucket as a host); mailbackup lists it itself,
-//! page by page with ListObjectsV2, requests signed by rusty-s3.
+//! page by page with ListObjectsV2: rusty-s3 makes the URLs and reads the
+//! answers, AWS's own aws-sigv4 signs the requests in their headers, as
+//! boto3 does (moto, the test server, checks no other kind of signature).
 
 use std::ffi::OsString;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Result};
-use rusty_s3::actions::{ListObjectsV2, S3Action};
-use rusty_s3::{Bucket, Credentials, UrlStyle};
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use rusty_s3::actions::ListObjectsV2;
+use rusty_s3::{Bucket, UrlStyle};
 
 use super::Secret;
 use crate::inventory::{Entry, Inventory, InventoryBuilder};
@@ -20,9 +28,6 @@ use crate::inventory::{Entry, Inventory, InventoryBuilder};
 /// The region requests are signed for when neither the URL nor the host
 /// name says; S3-compatible servers other than AWS mostly ignore it.
 const DEFAULT_REGION: &str = "us-east-1";
-
-/// How long a signed request stays valid.
-const SIGNATURE_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3 {
@@ -208,7 +213,6 @@ impl S3 {
         Ok(Client {
             target: self,
             bucket,
-            credentials: Credentials::new(self.key_id.clone(), self.secret.expose().to_owned()),
             agent,
         })
     }
@@ -256,7 +260,6 @@ impl S3 {
 struct Client<'a> {
     target: &'a S3,
     bucket: Bucket,
-    credentials: Credentials,
     agent: ureq::Agent,
 }
 
@@ -267,18 +270,22 @@ impl Client<'_> {
         token: Option<&str>,
         max_keys: Option<usize>,
     ) -> Result<rusty_s3::actions::ListObjectsV2Response> {
-        let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
-        if !prefix.is_empty() {
-            action.with_prefix(prefix);
+        let mut url = self.bucket.base_url().clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("list-type", "2");
+            query.append_pair("encoding-type", "url");
+            if !prefix.is_empty() {
+                query.append_pair("prefix", prefix);
+            }
+            if let Some(t) = token {
+                query.append_pair("continuation-token", t);
+            }
+            if let Some(n) = max_keys {
+                query.append_pair("max-keys", &n.to_string());
+            }
         }
-        if let Some(t) = token {
-            action.with_continuation_token(t);
-        }
-        if let Some(n) = max_keys {
-            action.with_max_keys(n);
-        }
-        let url = action.sign(SIGNATURE_LIFETIME);
-        let body = self.answer(self.agent.get(url.as_str()).call(), "cannot be listed")?;
+        let body = self.send("GET", url.as_str(), b"", "cannot be listed")?;
         ListObjectsV2::parse_response(&body).map_err(|e| {
             anyhow!(
                 "{} cannot be listed: the server's answer is not a bucket listing ({e})",
@@ -288,50 +295,78 @@ impl Client<'_> {
     }
 
     fn put(&self, key: &str, content: &[u8]) -> Result<()> {
-        let url = self
-            .bucket
-            .put_object(Some(&self.credentials), key)
-            .sign(SIGNATURE_LIFETIME);
-        self.answer(
-            self.agent.put(url.as_str()).send(content),
-            "cannot be written",
-        )?;
+        let url = self.object_url(key)?;
+        self.send("PUT", &url, content, "cannot be written")?;
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(SIGNATURE_LIFETIME);
-        self.answer(
-            self.agent.delete(url.as_str()).call(),
-            "does not let a file be deleted",
-        )?;
+        let url = self.object_url(key)?;
+        self.send("DELETE", &url, b"", "does not let a file be deleted")?;
         Ok(())
     }
 
-    /// The body of a successful answer; otherwise the cause of the failure.
-    fn answer(
-        &self,
-        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-        doing: &str,
-    ) -> Result<String> {
+    fn object_url(&self, key: &str) -> Result<String> {
+        self.bucket
+            .object_url(key)
+            .map(|u| u.to_string())
+            .map_err(|e| anyhow!("{}: {e}", self.target.describe()))
+    }
+
+    /// Sends one request, signed in its headers as boto3 (and so
+    /// duplicity) signs them; the body of a successful answer, or else the
+    /// cause of the failure.
+    fn send(&self, method: &str, url: &str, body: &[u8], doing: &str) -> Result<String> {
         let t = self.target;
         let what = t.describe();
-        let mut response = match response {
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        let identity = Credentials::new(
+            t.key_id.clone(),
+            t.secret.expose().to_owned(),
+            None,
+            None,
+            "custom.yaml",
+        )
+        .into();
+        let region = t.region();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| anyhow!("{what}: cannot sign the request: {e}"))?
+            .into();
+        let signable =
+            SignableRequest::new(method, url, std::iter::empty(), SignableBody::Bytes(body))
+                .map_err(|e| anyhow!("{what}: cannot sign the request: {e}"))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| anyhow!("{what}: cannot sign the request: {e}"))?
+            .into_parts();
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for header in instructions.headers() {
+            request = request.header(header.0, header.1);
+        }
+        let request = request
+            .body(body.to_vec())
+            .map_err(|e| anyhow!("{what}: {e}"))?;
+        let mut response = match self.agent.run(request) {
             Ok(r) => r,
             Err(e) => bail!("{what} {doing}: {}", transport_failure(&e, &t.host)),
         };
         let status = response.status().as_u16();
-        let body = response
+        let text = response
             .body_mut()
             .read_to_string()
             .map_err(|e| anyhow!("{what} {doing}: {}", transport_failure(&e, &t.host)))?;
         if (200..300).contains(&status) {
-            return Ok(body);
+            return Ok(text);
         }
-        bail!("{what} {doing}: {}", http_failure(status, &body, t))
+        bail!("{what} {doing}: {}", http_failure(status, &text, t))
     }
 }
 

@@ -206,7 +206,7 @@ fn parse_target(
              use `target: local`, or an off-site target",
             layout.encrypted_dir.display()
         )),
-        "rsync" => Rsync::parse(rest, ssh).map(|t| Some(Kind::Rsync(t))),
+        "rsync" => Rsync::parse(rest, ssh, &layout.cache_dir).map(|t| Some(Kind::Rsync(t))),
         "s3" | "s3+http" => S3::parse(scheme == "s3", rest, user, pass).map(|t| Some(Kind::S3(t))),
         "b2" => Err(b2_refusal(rest)),
         // Only the scheme: the rest may hold a password.

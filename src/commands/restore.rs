@@ -123,13 +123,8 @@ fn restore_to(
             .with_context(|| format!("Failed to create {}", parent.display()))?;
     }
     let key = super::load_key(config)?;
-    let mut restore = duplicity::restore_args(
-        layout,
-        target,
-        args.time.as_deref(),
-        path.as_deref(),
-        &dest,
-    );
+    let mut restore =
+        duplicity::restore_args(layout, target, args.time.as_deref(), path.as_deref(), &dest);
     if empty_dir_exists && path.is_none() {
         // Into the directory the operator made (or mounted), which stays:
         // duplicity refuses an existing target without --force.

@@ -551,6 +551,51 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_target_puts_its_options_before_its_url() {
+        let ssh =
+            crate::target::SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"));
+        let target = crate::target::Settings::parse(
+            Path::new("/srv/backup/custom.yaml"),
+            "target: rsync://u@h:2222//srv/b\n",
+            &Layout::new(Path::new("/srv")),
+            &ssh,
+        )
+        .unwrap()
+        .target
+        .unwrap();
+        let l = Layout::new(Path::new("/srv"));
+        let backup = strings(backup_args(
+            &l,
+            &target,
+            BackupMode::Full,
+            &Source::Snapshot,
+        ));
+        let n = backup.len();
+        assert!(backup[n - 3].starts_with("--ssh-options=-oIdentityFile=/root/.ssh/id_rsa_miab "));
+        assert_eq!(&backup[n - 2..], [".", "rsync://u@h:2222//srv/b"]);
+        for args in [
+            remove_older_than_args(&l, &target, 3),
+            cleanup_args(&l, &target),
+            list_args(&l, &target, None),
+        ] {
+            let args = strings(args);
+            let n = args.len();
+            assert!(args[n - 2].starts_with("--ssh-options="), "{args:?}");
+            assert_eq!(args[n - 1], "rsync://u@h:2222//srv/b");
+        }
+        let restore = strings(restore_args(&l, &target, None, None, Path::new("/r")));
+        assert_eq!(
+            &restore[restore.len() - 2..],
+            ["rsync://u@h:2222//srv/b", "/r"]
+        );
+        let verify = strings(verify_args(&l, &target));
+        assert_eq!(
+            &verify[verify.len() - 2..],
+            ["rsync://u@h:2222//srv/b", "/srv"]
+        );
+    }
+
+    #[test]
     fn log_lines_quote_spaces() {
         let args: Vec<OsString> = vec!["full".into(), "/a b".into(), "it's".into()];
         assert_eq!(

@@ -8,8 +8,30 @@ use common::container::{Boot, Container};
 use common::describe;
 use common::servers::{Moto, Sshd};
 
-fn boot() -> Container {
-    Boot::new().host_network().start()
+/// A container on the host's network, where its postfix and dovecot listen
+/// on the host's ports: one at a time, across the test processes.
+struct HostContainer {
+    container: Container,
+    _lock: std::fs::File,
+}
+
+impl std::ops::Deref for HostContainer {
+    type Target = Container;
+    fn deref(&self) -> &Container {
+        &self.container
+    }
+}
+
+fn boot() -> HostContainer {
+    use std::os::fd::AsRawFd;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/.e2e-host-network.lock");
+    let lock = std::fs::File::create(path).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    HostContainer {
+        container: Boot::new().host_network().start(),
+        _lock: lock,
+    }
 }
 
 /// Lists a tree with owners, modes, times and sizes, and hashes of the
@@ -229,8 +251,22 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
     .map(|f| (f.to_string(), c.ok(&format!("cat {f}"))))
     .collect();
 
+    // The server's host key changes: the backup fails and says why.
+    sshd.change_host_key();
+    let out = c.sh("systemctl start mailbackup.service");
+    assert!(!out.status.success());
+    c.mail_is_up();
+    let mail = failure_mail(&c, 0);
+    assert!(
+        mail.contains("host key changed") && mail.contains("ssh-keygen -R"),
+        "{mail}"
+    );
+    let line = String::from_utf8_lossy(&c.sh("mailbackup status --check").stdout).into_owned();
+    assert!(line.contains("host key changed"), "{line}");
+
     // The box is lost. A new one, with only the key, the settings and the
-    // ssh key, gets the mail back from the server.
+    // ssh key, gets the mail back from the server (and pins its new host key).
+    drop(c);
     let fresh = boot();
     fresh.ok("dpkg -i /srv/host/mailbackup.deb >/dev/null && printf 'STORAGE_ROOT=/home/user-data\\nSTORAGE_USER=user-data\\nPRIMARY_HOSTNAME=box.example.com\\n' > /etc/mailinabox.conf && mkdir -p -m 700 /home/user-data/backup /root/.ssh");
     for (path, content) in &carried {
@@ -244,18 +280,4 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
         want,
         "the restored box differs"
     );
-    drop(fresh);
-
-    // The server's host key changes: the backup fails and says why.
-    sshd.change_host_key();
-    let out = c.sh("systemctl start mailbackup.service");
-    assert!(!out.status.success());
-    c.mail_is_up();
-    let mail = failure_mail(&c, 0);
-    assert!(
-        mail.contains("host key changed") && mail.contains("ssh-keygen -R"),
-        "{mail}"
-    );
-    let line = String::from_utf8_lossy(&c.sh("mailbackup status --check").stdout).into_owned();
-    assert!(line.contains("host key changed"), "{line}");
 }

@@ -60,10 +60,18 @@ fn failure_mail(c: &Container, since_count: usize) -> String {
     ))
 }
 
-/// Writes a file in the container, mode 0600 unless `mode` says.
+/// Writes a file in the container, byte for byte, with `mode`.
 fn put_file(c: &Container, path: &str, content: &str, mode: &str) {
+    let mut encode = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut encode.stdin.take().unwrap(), content.as_bytes()).unwrap();
+    let encoded = String::from_utf8(encode.wait_with_output().unwrap().stdout).unwrap();
     c.ok(&format!(
-        "mkdir -p \"$(dirname {path})\" && cat > {path} <<'MAILBACKUP_EOF'\n{content}MAILBACKUP_EOF\nchmod {mode} {path}"
+        "mkdir -p \"$(dirname {path})\" && echo {encoded} | base64 -d > {path} && chmod {mode} {path}"
     ));
 }
 

@@ -203,6 +203,11 @@ impl Target {
     }
 }
 
+/// What reaching a target off the box says in a unit installed for a
+/// target on it, which has no network.
+const NO_NETWORK: &str = "no network here: the units were installed for a target on this box; \
+     run `mailbackup install` after changing custom.yaml";
+
 /// A name for a file that `check` writes and deletes again.
 fn check_file_name() -> String {
     let nanos = std::time::SystemTime::now()

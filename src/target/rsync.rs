@@ -345,7 +345,9 @@ fn diagnose(stderr: &str, code: Option<i32>, target: &Rsync) -> String {
         _ => host.trim_matches(['[', ']']).to_owned(),
     };
     let has = |s: &str| stderr.contains(s);
-    if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key verification failed") {
+    if has("Address family not supported") {
+        super::NO_NETWORK.to_owned()
+    } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key verification failed") {
         format!(
             "host key changed: the server at {host_port} shows another host key than the one \
              pinned in {kh}; if the server's key was changed on purpose, remove the old one with \
@@ -530,6 +532,9 @@ mod tests {
         assert!(
             d("rsync: [sender] change_dir \"/srv/b\" failed: No such file or directory (2)\n")
                 .starts_with("no such path")
+        );
+        assert!(
+            d("socket: Address family not supported by protocol\n").contains("mailbackup install")
         );
         assert!(d("something else\n").contains("something else"));
     }

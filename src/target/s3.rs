@@ -375,6 +375,9 @@ fn transport_failure(e: &ureq::Error, host: &str) -> String {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
     match e {
         ureq::Error::HostNotFound => format!("name not resolved: {name} is not a known host name"),
+        ureq::Error::Io(io) if io.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            super::NO_NETWORK.to_owned()
+        }
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
                 format!("unreachable: {host} refused the connection")

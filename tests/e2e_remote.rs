@@ -276,6 +276,9 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
     // ssh key, gets the mail back from the server (and pins its new host key).
     drop(c);
     let fresh = boot();
+    // A directory of the overlay's lower layer cannot be renamed: the new
+    // box's data lies on a file system of its own, as a real disk would.
+    fresh.ok("mount -t tmpfs -o size=256m tmpfs /home && mkdir /home/user-data && chown user-data /home/user-data");
     fresh.ok("dpkg -i /srv/host/mailbackup.deb >/dev/null && printf 'STORAGE_ROOT=/home/user-data\\nSTORAGE_USER=user-data\\nPRIMARY_HOSTNAME=box.example.com\\n' > /etc/mailinabox.conf && mkdir -p -m 700 /home/user-data/backup /root/.ssh");
     for (path, content) in &carried {
         put_file(&fresh, path, content, "600");

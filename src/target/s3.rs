@@ -84,14 +84,16 @@ impl S3 {
                 "target {scheme}://{host} names no bucket: write {form}"
             ));
         };
-        if !(3..=63).contains(&bucket.len())
+        // Buckets made before 2018 in us-east-1 may have capitals and
+        // underscores, and up to 255 characters.
+        if !(3..=255).contains(&bucket.len())
             || !bucket
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         {
             return Err(format!(
                 "the bucket {bucket:?} in target {scheme}://{host}/{bucket} is not a bucket name \
-                 (3 to 63 lowercase letters, digits, dots and hyphens)"
+                 (3 to 63 letters, digits, dots and hyphens)"
             ));
         }
         let prefix = parts.collect::<Vec<_>>().join("/");
@@ -513,7 +515,7 @@ mod tests {
             "host",
             "host/",
             "host/ab",
-            "host/Upper",
+            "host/b!d",
             "host:99999/bucket",
             "@host/bucket",
             "re gion@host/bucket",

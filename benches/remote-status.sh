@@ -6,7 +6,8 @@
 #    alone (without Python's start and imports) and as a whole process;
 #  - ssh (a private sshd on 127.0.0.1): `rsync --list-only` of the same
 #    directory with the same ssh options.
-# Prints the median of RUNS runs of each. Needs tests/setup.sh first.
+# Prints the median of RUNS runs of each; the runs take turns, so that
+# other load on the machine weighs on both alike. Needs tests/setup.sh first.
 #   bash benches/remote-status.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,9 +55,16 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix=
 print("%.3f %d" % (time.perf_counter() - t, n))
 PY
 objects=$("$venv/bin/python" "$work/list.py" "$url" "$key" "$secret" | cut -d' ' -f2)
-s3_list=$(for _ in $(seq "$runs"); do "$venv/bin/python" "$work/list.py" "$url" "$key" "$secret" | cut -d' ' -f1; done | median)
-s3_proc=$(for _ in $(seq "$runs"); do seconds "$venv/bin/python" "$work/list.py" "$url" "$key" "$secret"; done | median)
-s3_ours=$(for _ in $(seq "$runs"); do seconds "$bin" --config "$work/mailinabox.conf" status --json; done | median)
+: > "$work/s3_list"; : > "$work/s3_proc"; : > "$work/s3_ours"
+for _ in $(seq "$runs"); do
+    t0=$(date +%s.%N)
+    "$venv/bin/python" "$work/list.py" "$url" "$key" "$secret" | cut -d' ' -f1 >> "$work/s3_list"
+    echo "$(date +%s.%N) - $t0" | bc -l >> "$work/s3_proc"
+    seconds "$bin" --config "$work/mailinabox.conf" status --json >> "$work/s3_ours"
+done
+s3_list=$(median < "$work/s3_list")
+s3_proc=$(median < "$work/s3_proc")
+s3_ours=$(median < "$work/s3_ours")
 backups=$("$bin" --config "$work/mailinabox.conf" status --json | grep -c '"date":')
 
 # ssh
@@ -84,8 +92,13 @@ printf 'target: rsync://root@127.0.0.1:%s/%s\n' "$sport" "$work/remote" > "$work
 export HOME=$work/home STATE_DIRECTORY=$work/state
 "$bin" --config "$work/mailinabox.conf" check-target > /dev/null # pins the host key
 ssh_opts="ssh -p$sport -oIdentityFile=$work/home/.ssh/id_rsa_miab -oIdentitiesOnly=yes -oBatchMode=yes -oUserKnownHostsFile=$work/state/known_hosts"
-rsync_list=$(for _ in $(seq "$runs"); do seconds rsync -e "$ssh_opts" --list-only --no-h "root@127.0.0.1:$work/remote/"; done | median)
-rsync_ours=$(for _ in $(seq "$runs"); do seconds "$bin" --config "$work/mailinabox.conf" status --json; done | median)
+: > "$work/rsync_list"; : > "$work/rsync_ours"
+for _ in $(seq "$runs"); do
+    seconds rsync -e "$ssh_opts" --list-only --no-h "root@127.0.0.1:$work/remote/" >> "$work/rsync_list"
+    seconds "$bin" --config "$work/mailinabox.conf" status --json >> "$work/rsync_ours"
+done
+rsync_list=$(median < "$work/rsync_list")
+rsync_ours=$(median < "$work/rsync_ours")
 rsync_backups=$("$bin" --config "$work/mailinabox.conf" status --json | grep -c '"date":')
 
 printf 'S3: %d objects, %d backups\n' "$objects" "$backups"

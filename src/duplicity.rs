@@ -588,7 +588,7 @@ mod tests {
             &restore[restore.len() - 2..],
             ["rsync://u@h:2222//srv/b", "/r"]
         );
-        let verify = strings(verify_args(&l, &target));
+        let verify = strings(verify_args(&l, &target, &Source::Live { include: vec![] }));
         assert_eq!(
             &verify[verify.len() - 2..],
             ["rsync://u@h:2222//srv/b", "/srv"]

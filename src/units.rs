@@ -219,6 +219,7 @@ struct SnapshotUnit<'a> {
 #[derive(Template)]
 #[template(path = "mailbackup-failure@.service", escape = "none")]
 struct FailureUnit<'a> {
+    credentials: &'a [String],
     key_file: &'a str,
     bin: &'a str,
     config: &'a str,
@@ -396,6 +397,8 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         randomized_delay: "30min",
     };
     let failure = FailureUnit {
+        // To blank the target's secret out of the journal lines too.
+        credentials: &credentials,
         key_file: &key_file,
         bin: &bin,
         config: &config,
@@ -497,36 +500,53 @@ mod tests {
 
     #[test]
     fn only_a_remote_target_opens_the_network() {
-        let local = render(&settings()).unwrap();
-        let mut s = settings();
-        s.target = UnitNeeds {
+        let remote = UnitNeeds {
             network: true,
             state_directory: true,
             credentials: vec![("custom.yaml", "/home/user-data/backup/custom.yaml".into())],
         };
-        let remote = render(&s).unwrap();
-        for (l, r) in local.iter().zip(&remote) {
-            if r.name != SERVICE && r.name != VERIFY_SERVICE {
-                assert_eq!(l, r, "{} does not reach the target", r.name);
-                continue;
-            }
-            for line in [
-                "PrivateNetwork=yes\n",
-                "IPAddressDeny=any\n",
-                "RestrictAddressFamilies=AF_UNIX\n",
-            ] {
-                assert!(l.content.contains(line), "{} {line}", l.name);
-                assert!(!r.content.contains(line), "{} {line}", r.name);
-            }
-            for line in [
-                "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
-                "LoadCredential=custom.yaml:/home/user-data/backup/custom.yaml\n",
-                "StateDirectory=mailbackup\n",
-            ] {
-                assert!(!l.content.contains(line), "{} {line}", l.name);
-                assert!(r.content.contains(line), "{} {line}", r.name);
+        for downtime in [Downtime::Snapshot, Downtime::Pause, Downtime::Full] {
+            let mut s = settings();
+            s.downtime = downtime;
+            let local = render(&s).unwrap();
+            s.target = remote.clone();
+            let remote = render(&s).unwrap();
+            // The verify service runs duplicity itself only with the full
+            // downtime; else the backup service compares for it.
+            let opened =
+                |name| name == SERVICE || (name == VERIFY_SERVICE && downtime == Downtime::Full);
+            for (l, r) in local.iter().zip(&remote) {
+                if r.name == FAILURE_SERVICE {
+                    // The settings only to blank the secret out of the mail.
+                    let with = "LoadCredential=custom.yaml:/home/user-data/backup/custom.yaml\n";
+                    assert_eq!(l.content, r.content.replace(with, ""));
+                    assert!(r.content.contains(with) && !r.content.contains("PrivateNetwork"));
+                    continue;
+                }
+                if !opened(r.name) {
+                    assert_eq!(l, r, "{} does not reach the target", r.name);
+                    continue;
+                }
+                for line in [
+                    "PrivateNetwork=yes\n",
+                    "IPAddressDeny=any\n",
+                    "RestrictAddressFamilies=AF_UNIX\n",
+                ] {
+                    assert!(l.content.contains(line), "{} {line}", l.name);
+                    assert!(!r.content.contains(line), "{} {line}", r.name);
+                }
+                for line in [
+                    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
+                    "LoadCredential=custom.yaml:/home/user-data/backup/custom.yaml\n",
+                    "StateDirectory=mailbackup\n",
+                ] {
+                    assert!(!l.content.contains(line), "{} {line}", l.name);
+                    assert!(r.content.contains(line), "{} {line}", r.name);
+                }
             }
         }
+        let mut s = settings();
+        s.target = remote;
         s.target.credentials = vec![("custom.yaml", "/a b/custom.yaml".into())];
         assert!(render(&s).is_err());
     }

@@ -39,7 +39,7 @@ cg=mailbackup-bench-$$
     # cgroup v2 in the container, where `systemctl freeze` works.
     export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
     exec systemd-nspawn --register=no --keep-unit --volatile=overlay --private-network --quiet \
-        -D /var/cache/mailbackup-e2e/bookworm --bind="$work/share:/srv/host" \
+        -D "${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/bookworm-v3}" --bind="$work/share:/srv/host" \
         --bind="$work/data:/home/user-data" -b
 ) > "$work/console.log" 2>&1 &
 nspawn=$!

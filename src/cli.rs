@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    docs::GenerateDocsArgs, install::InstallArgs, list::ListArgs,
+    check_target::CheckTargetArgs, docs::GenerateDocsArgs, install::InstallArgs, list::ListArgs,
     notify_failure::NotifyFailureArgs, prune::PruneArgs, restore::RestoreArgs, run::RunArgs,
     snapshot::SnapshotArgs, status::StatusArgs, uninstall::UninstallArgs, verify::VerifyArgs,
 };
@@ -41,6 +41,7 @@ pub enum Command {
     Restore(RestoreArgs),
     List(ListArgs),
     Verify(VerifyArgs),
+    CheckTarget(CheckTargetArgs),
     Install(InstallArgs),
     Uninstall(UninstallArgs),
     NotifyFailure(NotifyFailureArgs),

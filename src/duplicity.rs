@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Layout;
 use crate::key::Passphrase;
+use crate::target::Target;
 
 /// The volume size of the reference, in MB.
 pub const VOLSIZE_MB: u32 = 250;
@@ -34,10 +35,12 @@ impl BackupMode {
     }
 }
 
-fn target_url(layout: &Layout) -> OsString {
-    let mut url = OsString::from("file://");
-    url.push(&layout.encrypted_dir);
-    url
+/// The target's options, then its URL: the last arguments of a command
+/// that names the target last.
+fn target_last(target: &Target) -> Vec<OsString> {
+    let mut args = target.duplicity_options();
+    args.push(target.url());
+    args
 }
 
 fn archive_dir(layout: &Layout) -> [OsString; 2] {
@@ -66,7 +69,12 @@ pub fn source_cwd<'a>(layout: &'a Layout, source: &Source) -> Option<&'a Path> {
 }
 
 /// The arguments of one backup; run them in `source_cwd`.
-pub fn backup_args(layout: &Layout, mode: BackupMode, source: &Source) -> Vec<OsString> {
+pub fn backup_args(
+    layout: &Layout,
+    target: &Target,
+    mode: BackupMode,
+    source: &Source,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![mode.action().into()];
     args.extend(archive_dir(layout));
     let dir = match source {
@@ -88,26 +96,28 @@ pub fn backup_args(layout: &Layout, mode: BackupMode, source: &Source) -> Vec<Os
         // A box whose hostname changed, or a snapshot in the place of the
         // live data, must keep backing up.
         "--allow-source-mismatch".into(),
-        dir.as_os_str().to_owned(),
-        target_url(layout),
     ]);
+    args.extend(target.duplicity_options());
+    args.extend([dir.as_os_str().to_owned(), target.url()]);
     args
 }
 
 /// The arguments that delete the backups no longer needed to restore any
 /// state of the last `days` days.
-pub fn remove_older_than_args(layout: &Layout, days: u32) -> Vec<OsString> {
+pub fn remove_older_than_args(layout: &Layout, target: &Target, days: u32) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["remove-older-than".into(), format!("{days}D").into()];
     args.extend(archive_dir(layout));
-    args.extend(["--force".into(), target_url(layout)]);
+    args.push("--force".into());
+    args.extend(target_last(target));
     args
 }
 
 /// The arguments that delete what an interrupted backup left behind.
-pub fn cleanup_args(layout: &Layout) -> Vec<OsString> {
+pub fn cleanup_args(layout: &Layout, target: &Target) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["cleanup".into()];
     args.extend(archive_dir(layout));
-    args.extend(["--force".into(), target_url(layout)]);
+    args.push("--force".into());
+    args.extend(target_last(target));
     args
 }
 
@@ -140,6 +150,7 @@ pub fn time_arg(time: &str) -> String {
 /// or only `path` (relative to `STORAGE_ROOT`) of it, to `dest`.
 pub fn restore_args(
     layout: &Layout,
+    target: &Target,
     time: Option<&str>,
     path: Option<&Path>,
     dest: &Path,
@@ -153,35 +164,39 @@ pub fn restore_args(
         // `-r`: duplicity 0.8 calls it --file-to-restore, 3.x --path-to-restore.
         args.extend(["-r".into(), p.as_os_str().to_owned()]);
     }
-    args.extend([target_url(layout), dest.as_os_str().to_owned()]);
+    args.extend(target.duplicity_options());
+    args.extend([target.url(), dest.as_os_str().to_owned()]);
     args
 }
 
 /// The arguments that list the files of the backup as of `time`.
-pub fn list_args(layout: &Layout, time: Option<&str>) -> Vec<OsString> {
+pub fn list_args(layout: &Layout, target: &Target, time: Option<&str>) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["list-current-files".into()];
     args.extend(archive_dir(layout));
     if let Some(t) = time {
         args.extend(["--time".into(), time_arg(t).into()]);
     }
-    args.push(target_url(layout));
+    args.extend(target_last(target));
     args
 }
 
 /// The arguments that compare the latest backup, file data included, with
 /// `STORAGE_ROOT` without its `backup/` directory, or with the snapshot (run
 /// them in `source_cwd`).
-pub fn verify_args(layout: &Layout, source: &Source) -> Vec<OsString> {
+pub fn verify_args(layout: &Layout, target: &Target, source: &Source) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["verify".into(), "--compare-data".into()];
     args.extend(archive_dir(layout));
-    match source {
-        Source::Live { .. } => args.extend([
+    if let Source::Live { .. } = source {
+        args.extend([
             "--exclude".into(),
             layout.backup_dir.clone().into_os_string(),
-            target_url(layout),
-            layout.storage_root.clone().into_os_string(),
-        ]),
-        Source::Snapshot => args.extend([target_url(layout), ".".into()]),
+        ]);
+    }
+    args.extend(target.duplicity_options());
+    args.push(target.url());
+    match source {
+        Source::Live { .. } => args.push(layout.storage_root.clone().into_os_string()),
+        Source::Snapshot => args.push(".".into()),
     }
     args
 }
@@ -200,18 +215,25 @@ pub struct Outcome {
     pub not_restored: Vec<String>,
 }
 
-/// Runs duplicity with the passphrase in its environment (and nowhere else).
+/// Runs duplicity with the passphrase and the target's secrets in its
+/// environment (and nowhere else).
 pub struct Duplicity<'a> {
     pub program: OsString,
     pub passphrase: &'a Passphrase,
     pub gnupg_home: PathBuf,
     pub cache_dir: PathBuf,
+    /// What the target needs in duplicity's environment.
+    pub target_environment: Vec<(&'static str, OsString)>,
 }
 
 impl<'a> Duplicity<'a> {
     /// `duplicity` from `PATH`, with `GNUPGHOME` under `backup/`, which is
     /// writable even when the service's sandbox makes `/root` read-only.
-    pub fn locate(layout: &Layout, passphrase: &'a Passphrase) -> Result<Duplicity<'a>> {
+    pub fn locate(
+        layout: &Layout,
+        passphrase: &'a Passphrase,
+        target: &Target,
+    ) -> Result<Duplicity<'a>> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let Some(program) = find_in_path("duplicity", &path) else {
             bail!("duplicity is not installed (no duplicity in PATH): install it with `apt-get install duplicity`");
@@ -221,6 +243,7 @@ impl<'a> Duplicity<'a> {
             passphrase,
             gnupg_home: layout.gnupg_home.clone(),
             cache_dir: layout.cache_dir.clone(),
+            target_environment: target.environment(),
         })
     }
 
@@ -263,6 +286,7 @@ impl<'a> Duplicity<'a> {
             .env("GNUPGHOME", &self.gnupg_home)
             // Its messages in English, which is what is looked for in them.
             .env("LANGUAGE", "C")
+            .envs(self.target_environment.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -379,7 +403,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A command line for the log. Arguments hold paths, never the passphrase.
+/// A command line for the log. Arguments hold paths and options, never a
+/// secret: those are in the environment.
 pub fn display_args(program: &OsStr, args: &[OsString]) -> String {
     std::iter::once(program)
         .chain(args.iter().map(OsString::as_os_str))
@@ -403,6 +428,12 @@ mod tests {
         Layout::new(Path::new("/home/user data"))
     }
 
+    fn local() -> Target {
+        crate::target::Settings::default_for(&layout())
+            .target
+            .unwrap()
+    }
+
     fn strings(args: Vec<OsString>) -> Vec<String> {
         args.into_iter().map(|a| a.into_string().unwrap()).collect()
     }
@@ -412,6 +443,7 @@ mod tests {
         assert_eq!(
             strings(backup_args(
                 &layout(),
+                &local(),
                 BackupMode::Incremental,
                 &Source::Live { include: vec![] }
             )),
@@ -434,6 +466,7 @@ mod tests {
     fn included_directories_come_before_the_exclusion() {
         let args = strings(backup_args(
             &layout(),
+            &local(),
             BackupMode::Full,
             &Source::Live {
                 include: vec![PathBuf::from("/home/user data/backup/duplicity")],
@@ -454,7 +487,12 @@ mod tests {
     #[test]
     fn a_snapshot_is_backed_up_in_the_place_of_the_data() {
         assert_eq!(
-            strings(backup_args(&layout(), BackupMode::Full, &Source::Snapshot)),
+            strings(backup_args(
+                &layout(),
+                &local(),
+                BackupMode::Full,
+                &Source::Snapshot
+            )),
             [
                 "full",
                 "--archive-dir",
@@ -475,7 +513,7 @@ mod tests {
     #[test]
     fn prune_command_lines() {
         assert_eq!(
-            strings(remove_older_than_args(&layout(), 3)),
+            strings(remove_older_than_args(&layout(), &local(), 3)),
             [
                 "remove-older-than",
                 "3D",
@@ -486,7 +524,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            strings(cleanup_args(&layout())),
+            strings(cleanup_args(&layout(), &local())),
             [
                 "cleanup",
                 "--archive-dir",
@@ -534,7 +572,7 @@ mod tests {
         }
         let l = layout();
         assert_eq!(
-            strings(list_args(&l, Some("2026-11-20 03:00")))[4],
+            strings(list_args(&l, &local(), Some("2026-11-20 03:00")))[4],
             "2026-11-20T03:00:59"
         );
     }
@@ -545,6 +583,7 @@ mod tests {
         assert_eq!(
             strings(restore_args(
                 &l,
+                &local(),
                 Some("3D"),
                 Some(Path::new("mail/a b")),
                 Path::new("/tmp/r/mail/a b")
@@ -562,11 +601,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            strings(restore_args(&l, None, None, Path::new("/r"))).len(),
+            strings(restore_args(&l, &local(), None, None, Path::new("/r"))).len(),
             5
         );
         assert_eq!(
-            strings(list_args(&l, None)),
+            strings(list_args(&l, &local(), None)),
             [
                 "list-current-files",
                 "--archive-dir",
@@ -575,11 +614,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            strings(verify_args(&l, &Source::Snapshot))[4..],
+            strings(verify_args(&l, &local(), &Source::Snapshot))[4..],
             ["file:///home/user data/backup/encrypted", "."]
         );
         assert_eq!(
-            strings(verify_args(&l, &Source::Live { include: vec![] })),
+            strings(verify_args(&l, &local(), &Source::Live { include: vec![] })),
             [
                 "verify",
                 "--compare-data",
@@ -603,6 +642,51 @@ mod tests {
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(find_in_path("duplicity", &path), Some(exe));
         assert_eq!(find_in_path("duplicity", OsStr::new("")), None);
+    }
+
+    #[test]
+    fn a_remote_target_puts_its_options_before_its_url() {
+        let ssh =
+            crate::target::SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"));
+        let target = crate::target::Settings::parse(
+            Path::new("/srv/backup/custom.yaml"),
+            "target: rsync://u@h:2222//srv/b\n",
+            &Layout::new(Path::new("/srv")),
+            &ssh,
+        )
+        .unwrap()
+        .target
+        .unwrap();
+        let l = Layout::new(Path::new("/srv"));
+        let backup = strings(backup_args(
+            &l,
+            &target,
+            BackupMode::Full,
+            &Source::Snapshot,
+        ));
+        let n = backup.len();
+        assert!(backup[n - 3].starts_with("--ssh-options=-oIdentityFile=/root/.ssh/id_rsa_miab "));
+        assert_eq!(&backup[n - 2..], [".", "rsync://u@h:2222//srv/b"]);
+        for args in [
+            remove_older_than_args(&l, &target, 3),
+            cleanup_args(&l, &target),
+            list_args(&l, &target, None),
+        ] {
+            let args = strings(args);
+            let n = args.len();
+            assert!(args[n - 2].starts_with("--ssh-options="), "{args:?}");
+            assert_eq!(args[n - 1], "rsync://u@h:2222//srv/b");
+        }
+        let restore = strings(restore_args(&l, &target, None, None, Path::new("/r")));
+        assert_eq!(
+            &restore[restore.len() - 2..],
+            ["rsync://u@h:2222//srv/b", "/r"]
+        );
+        let verify = strings(verify_args(&l, &target, &Source::Live { include: vec![] }));
+        assert_eq!(
+            &verify[verify.len() - 2..],
+            ["rsync://u@h:2222//srv/b", "/srv"]
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod smtp;
 pub mod snapshot;
 pub mod sys;
 pub mod systemd;
+pub mod target;
 pub mod units;
 
 use anyhow::Result;
@@ -33,6 +34,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Restore(args) => commands::restore::run(&cli.config, args),
         Command::List(args) => commands::list::run(&cli.config, args),
         Command::Verify(args) => commands::verify::run(&cli.config, args),
+        Command::CheckTarget(args) => commands::check_target::run(&cli.config, args),
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Uninstall(args) => commands::uninstall::run(&cli.config, args),
         Command::NotifyFailure(args) => commands::notify_failure::run(&cli.config, args),

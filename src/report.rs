@@ -51,16 +51,19 @@ pub fn should_force_full(backups: &[Backup]) -> bool {
     true
 }
 
-/// The reference's `backup_status()` for the inventory of `layout`'s target,
-/// at the Unix time `now_us` in the local `zone`.
+/// The reference's `backup_status()` for the inventory of the target
+/// `directory` of the box `layout`, whose backups are kept `keep_days`
+/// days, at the Unix time `now_us` in the local `zone`.
 pub fn backup_status(
     inventory: &Inventory,
     layout: &Layout,
+    directory: &str,
+    keep_days: u32,
     now_us: i64,
     zone: &LocalZone,
 ) -> StatusReport {
     let now = zone.now(now_us);
-    let keep_days = i64::from(KEEP_BACKUPS_FOR_DAYS);
+    let keep_days = i64::from(keep_days);
     let mut rows: Vec<BackupStatus> = inventory
         .backups
         .iter()
@@ -123,7 +126,7 @@ pub fn backup_status(
     }
 
     StatusReport {
-        directory: layout.encrypted_dir.to_string_lossy().into_owned(),
+        directory: directory.to_owned(),
         encpwfile: layout.key_file.to_string_lossy().into_owned(),
         tz: zone.name_at(&now).to_owned(),
         backups: rows,
@@ -392,7 +395,15 @@ mod tests {
         };
         let zone = LocalZone::fixed(0, "UTC");
         let layout = Layout::new(Path::new("/home/user-data"));
-        let r = backup_status(&inventory, &layout, at("2026-11-24 13:30:00"), &zone);
+        let dir = layout.encrypted_dir.to_string_lossy().into_owned();
+        let r = backup_status(
+            &inventory,
+            &layout,
+            &dir,
+            3,
+            at("2026-11-24 13:30:00"),
+            &zone,
+        );
         assert_eq!(r.tz, "UTC");
         assert_eq!(r.directory, "/home/user-data/backup/encrypted");
         assert_eq!(r.encpwfile, "/home/user-data/backup/secret_key.txt");
@@ -448,6 +459,8 @@ mod tests {
         let r = backup_status(
             &inventory,
             &Layout::new(Path::new("/d")),
+            "/d/backup/encrypted",
+            3,
             at("2026-11-24 13:30:00"),
             &zone,
         );
@@ -462,6 +475,8 @@ mod tests {
         let empty = backup_status(
             &Inventory::default(),
             &layout,
+            "/d/backup/encrypted",
+            3,
             at("2026-11-24 13:30:00"),
             &zone,
         );
@@ -474,7 +489,14 @@ mod tests {
             unknown_files: 1,
             unknown_size: 3,
         };
-        let r = backup_status(&inventory, &layout, at("2026-11-24 13:30:00"), &zone);
+        let r = backup_status(
+            &inventory,
+            &layout,
+            "/d/backup/encrypted",
+            3,
+            at("2026-11-24 13:30:00"),
+            &zone,
+        );
         let t = render_table(&r, |_| "2026-11-23 01:00".to_owned());
         assert!(t.contains("2026-11-23 01:00"), "{t}");
         assert!(t.contains("WHEN (UTC)"), "{t}");

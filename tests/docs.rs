@@ -7,7 +7,7 @@ use std::fs;
 
 use common::*;
 
-const SUBCOMMANDS: [&str; 10] = [
+const SUBCOMMANDS: [&str; 11] = [
     "run",
     "snapshot",
     "prune",
@@ -15,6 +15,7 @@ const SUBCOMMANDS: [&str; 10] = [
     "restore",
     "list",
     "verify",
+    "check-target",
     "install",
     "uninstall",
     "notify-failure",

@@ -6,12 +6,13 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use mailbackup::config::Layout;
+use mailbackup::target::UnitNeeds;
 use mailbackup::units::{self, UnitSettings};
 
 fn golden_dir(set: &str) -> PathBuf {
@@ -53,6 +54,7 @@ fn default_settings() -> UnitSettings {
         verify_calendar: Some("monthly".into()),
         mail_to: "administrator@box.example.com".into(),
         choices: "{}".into(),
+        target: UnitNeeds::default(),
     }
 }
 
@@ -80,6 +82,7 @@ fn golden_units_customised() {
             verify_calendar: None,
             mail_to: "ops+backup@example.org".into(),
             choices: r#"{"on_calendar":"*-*-* 03:30:00","downtime":"full"}"#.into(),
+            target: UnitNeeds::default(),
         },
     );
 }
@@ -94,6 +97,33 @@ fn golden_units_pause() {
             ..default_settings()
         },
     );
+}
+
+/// The units of a box whose backups go to an S3 bucket (network, the
+/// settings as a credential) or an ssh server (network, a state directory).
+fn remote_settings(s3: bool) -> UnitSettings {
+    UnitSettings {
+        target: UnitNeeds {
+            network: true,
+            state_directory: !s3,
+            credentials: if s3 {
+                vec![("custom.yaml", "/home/user-data/backup/custom.yaml".into())]
+            } else {
+                Vec::new()
+            },
+        },
+        ..default_settings()
+    }
+}
+
+#[test]
+fn golden_units_remote_s3() {
+    check_golden("remote-s3", &remote_settings(true));
+}
+
+#[test]
+fn golden_units_remote_rsync() {
+    check_golden("remote-rsync", &remote_settings(false));
 }
 
 /// A box for install tests: a config whose STORAGE_USER exists, and a
@@ -189,6 +219,60 @@ fn installed_units_verify_cleanly() {
             );
         }
     }
+}
+
+/// `systemd-analyze security --offline` of one rendered service.
+fn exposure(settings: &UnitSettings, name: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = units::render(settings).unwrap();
+    let service = rendered.iter().find(|u| u.name == name).unwrap();
+    fs::write(dir.path().join(name), &service.content).unwrap();
+    let out = Command::new("systemd-analyze")
+        .current_dir(dir.path())
+        .args(["security", "--offline=yes", "--no-pager", name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| {
+            l.split(&format!("Overall exposure level for {name}: "))
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {}", describe(&out)))
+}
+
+#[test]
+fn remote_targets_open_the_network_and_stay_locked_down() {
+    let full = |s: UnitSettings| UnitSettings {
+        downtime: units::Downtime::Full,
+        ..s
+    };
+    for s3 in [true, false] {
+        for (name, remote, local) in [
+            (units::SERVICE, remote_settings(s3), default_settings()),
+            // It runs duplicity itself only with the full downtime.
+            (
+                units::VERIFY_SERVICE,
+                full(remote_settings(s3)),
+                full(default_settings()),
+            ),
+        ] {
+            let (remote, local) = (exposure(&remote, name), exposure(&local, name));
+            assert!(remote <= 2.0, "{name}: exposure {remote} > 2.0");
+            assert!(
+                remote > local,
+                "{name}: the network costs nothing? {remote}"
+            );
+        }
+        // The snapshot never needs the network.
+        assert_eq!(
+            exposure(&remote_settings(s3), units::SNAPSHOT_SERVICE),
+            exposure(&default_settings(), units::SNAPSHOT_SERVICE)
+        );
+    }
+    assert!(exposure(&default_settings(), units::SERVICE) <= 1.1);
 }
 
 #[test]
@@ -721,4 +805,156 @@ fn bad_input_is_refused_with_nothing_written() {
     // A unit directory that does not exist.
     let missing = mailbox.dir.path().join("no-such-dir");
     assert_refused(&mailbox, &missing, &[], &["no-such-dir"]);
+}
+
+/// `systemd-analyze verify` of the units in `units`: nothing at all.
+fn assert_units_verify(units: &Path) {
+    let mut unit_path = units.to_owned().into_os_string();
+    unit_path.push(":");
+    let out = Command::new("systemd-analyze")
+        .current_dir(units)
+        .env("SYSTEMD_UNIT_PATH", &unit_path)
+        .args([
+            "verify",
+            "mailbackup.service",
+            "mailbackup-verify.service",
+            "mailbackup-snapshot.service",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        (out.stdout.len(), out.stderr.len()),
+        (0, 0),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn install_checks_an_s3_target_locks_up_its_settings_and_loads_them_as_a_credential() {
+    let moto = common::servers::Moto::start();
+    moto.create_bucket("box-backups");
+    let mut mailbox = install_box();
+    mailbox.secrets.push(moto.secret.clone());
+    fs::create_dir(mailbox.root.join("backup")).unwrap();
+    let settings = mailbox.root.join("backup/custom.yaml");
+    mailbox.set_target(&moto.custom_yaml("box-backups/mail"));
+    fs::set_permissions(&settings, fs::Permissions::from_mode(0o644)).unwrap();
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "made {} readable by root only",
+            settings.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "checked s3+http://{}/box-backups/mail: 0 backups",
+            moto.endpoint()
+        )),
+        "{text}"
+    );
+    assert_eq!(fs::metadata(&settings).unwrap().mode() & 0o777, 0o600);
+    let service = fs::read_to_string(units.join("mailbackup.service")).unwrap();
+    assert!(
+        service.contains(&format!(
+            "LoadCredential=custom.yaml:{}\n",
+            settings.display()
+        )) && service.contains("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n")
+            && !service.contains("PrivateNetwork=yes"),
+        "{service}"
+    );
+    for unit in fs::read_dir(&units).unwrap() {
+        let content = fs::read_to_string(unit.unwrap().path()).unwrap();
+        assert!(!content.contains(&moto.secret), "the secret is in a unit");
+    }
+    write_file(
+        &mailbox.root.join("backup/after-backup"),
+        b"#!/bin/sh\n",
+        0o755,
+        std::time::SystemTime::now(),
+    );
+    assert_units_verify(&units);
+    let out = install(&mailbox, &units, &[]);
+    assert!(
+        !stdout(&out).contains("readable by root only"),
+        "{}",
+        describe(&out)
+    );
+
+    // A bucket that is not there: the units are written, no timer, exit 1.
+    mailbox.set_target(&moto.custom_yaml("no-such-bucket"));
+    let out = install(&mailbox, &units, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no such bucket") && err.contains("no timer was enabled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn install_makes_the_ssh_key_prints_it_and_pins_the_host_key() {
+    let sshd = common::servers::Sshd::start();
+    let home = tempfile::tempdir().unwrap();
+    let mailbox = install_box()
+        .with_env("HOME", home.path())
+        .with_env("STATE_DIRECTORY", &sshd.state);
+    fs::create_dir(mailbox.root.join("backup")).unwrap();
+    mailbox.set_target(&format!("target: {}\n", sshd.target()));
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+
+    // No key yet: one is made, and the server does not know it.
+    let out = install(&mailbox, &units, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let key = home.path().join(".ssh/id_rsa_miab");
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    assert!(public.starts_with("ssh-rsa "), "{public}");
+    assert!(stdout(&out).contains(public.trim()), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad credentials") && err.contains(public.trim()),
+        "{err}"
+    );
+    assert_eq!(
+        fs::metadata(&key).unwrap().mode() & 0o777,
+        0o600,
+        "the private key"
+    );
+    let service = fs::read_to_string(units.join("mailbackup.service")).unwrap();
+    assert!(service.contains("StateDirectory=mailbackup\n"), "{service}");
+    write_file(
+        &mailbox.root.join("backup/after-backup"),
+        b"#!/bin/sh\n",
+        0o755,
+        std::time::SystemTime::now(),
+    );
+    assert_units_verify(&units);
+
+    // The operator puts the key on the server: now it works, the key stays.
+    sshd.authorize(&public);
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("checked rsync://"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(key.with_extension("pub")).unwrap(),
+        public
+    );
+    let pinned = fs::read_to_string(sshd.state.join("known_hosts")).unwrap();
+    assert!(
+        pinned.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{pinned}"
+    );
 }

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::key;
 use crate::sys::CgroupHierarchy;
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
+use crate::target::{Settings, UnitNeeds};
 use crate::units::{
     self, Downtime, UnitFile, UnitSettings, CHOICES_MARK, DEFAULT_CALENDAR, DEFAULT_SERVICES,
     DEFAULT_VERIFY_CALENDAR, GENERATED_MARK, OPTIONAL_UNITS, SERVICE, VERIFY_TIMER,
@@ -25,7 +26,8 @@ use crate::units::{
 /// mailbackup-verify.service and .timer (a monthly verification), and
 /// mailbackup-failure@.service (mails the administrator when one of them
 /// fails); creates STORAGE_ROOT/backup and a new key if there is none; and
-/// enables the timers. Run it again after any change: what is unchanged
+/// enables the timers. Run it again after any change (also of
+/// STORAGE_ROOT/backup/custom.yaml, the backup target): what is unchanged
 /// stays as it is.
 ///
 /// The options given are kept (in a comment of mailbackup.service): a later
@@ -35,6 +37,11 @@ use crate::units::{
 /// With --refresh, as the Debian package runs it on upgrade, only units
 /// that are installed already are rendered anew, from this version's
 /// templates; no timer is enabled, started or stopped.
+///
+/// For an off-site target it creates the ssh key ~/.ssh/id_rsa_miab if there
+/// is none and prints its public key, and checks the target first
+/// (`mailbackup check-target`): a timer is not enabled for a target that
+/// cannot work.
 ///
 /// Example: mailbackup install --on-calendar '*-*-* 03:00'
 #[derive(Debug, clap::Args)]
@@ -261,6 +268,11 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         ),
     };
+    let target_settings = Settings::load(&config.layout(), None, &super::ssh_files())?;
+    let target_needs = target_settings
+        .target
+        .as_ref()
+        .map_or_else(UnitNeeds::default, |t| t.unit_needs(&target_settings.path));
     let settings_for = |choices: &Choices, mail_to: String| UnitSettings {
         config: config_path.clone(),
         layout: config.layout(),
@@ -284,6 +296,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         .filter(|c| c != "never"),
         mail_to,
         choices: choices.to_record(),
+        target: target_needs.clone(),
     };
     let mut settings = settings_for(&choices, mail_to);
     for spec in std::iter::once(&settings.on_calendar).chain(settings.verify_calendar.as_ref()) {
@@ -360,6 +373,10 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         && !args.dry_run
         && systemd::is_system_unit_dir(dir)
         && (!args.refresh || systemd::is_booted());
+    let ssh_key = target_settings.target.as_ref().and_then(|t| t.ssh_key());
+    // A package upgrade reaches no server and makes no key.
+    let needs_ssh_key = !args.refresh && ssh_key.is_some_and(|k| !k.exists());
+    let settings_too_open = !args.refresh && settings_file_too_open(&target_settings.path)?;
 
     if args.dry_run {
         for (unit, change, path) in &plan {
@@ -377,8 +394,46 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 layout.key_file.display()
             );
         }
+        if let Some(key) = ssh_key.filter(|_| needs_ssh_key) {
+            println!("would create the ssh key {}", key.display());
+        }
+        if settings_too_open {
+            println!(
+                "would make {} readable by root only",
+                target_settings.path.display()
+            );
+        }
         return Ok(0);
     }
+
+    if settings_too_open {
+        make_private(&target_settings.path)?;
+        println!(
+            "made {} readable by root only (mode 0600): it holds the target's secret, and other users could read it",
+            target_settings.path.display()
+        );
+    }
+    if let Some(key) = ssh_key {
+        if needs_ssh_key {
+            create_ssh_key(key)?;
+            println!(
+                "created the ssh key {}; put its public key in ~USER/.ssh/authorized_keys on the backup server:\n{}",
+                key.display(),
+                public_key(key)?
+            );
+        }
+    }
+    // A target that cannot work gets units, but no timer.
+    let target_failure = match &target_settings.target {
+        Some(t) if t.is_remote() && !args.refresh => match t.check() {
+            Ok(found) => {
+                println!("checked {}: {found}", t.describe());
+                None
+            }
+            Err(e) => Some(format!("{e:#}")),
+        },
+        _ => None,
+    };
 
     // Units go to temporary files first: an unwritable unit directory fails
     // here, before anything is written.
@@ -451,7 +506,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 println!("left {} disabled, as it was", unit.name);
             }
         }
-    } else if manage_systemd {
+    } else if manage_systemd && target_failure.is_none() {
         for (unit, _, _) in timers {
             let timer = unit.name;
             if !systemd::systemctl_says("is-enabled", timer)
@@ -467,6 +522,20 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             "{} is not {SYSTEM_UNIT_DIR}: the units are not enabled; start a backup with `systemctl start {SERVICE}` once they are installed there",
             dir.display()
         );
+    }
+    if let Some(failure) = target_failure {
+        eprintln!("mailbackup: the backup target does not work: {failure}");
+        if let Some(key) = ssh_key {
+            eprintln!(
+                "mailbackup: the public key of {} is: {}",
+                key.display(),
+                public_key(key)?
+            );
+        }
+        eprintln!(
+            "mailbackup: no timer was enabled: fix the target (see `mailbackup check-target`), then run `mailbackup install` again"
+        );
+        return Ok(1);
     }
     if !changed && args.refresh {
         println!("mailbackup's units are up to date: nothing changed");
@@ -508,6 +577,71 @@ pub fn check_freezing(hierarchy: CgroupHierarchy) -> Result<()> {
         "--downtime pause freezes the mail services, which systemd can do only on the unified cgroup v2 \
          hierarchy, and {why}: boot with systemd.unified_cgroup_hierarchy=1, or choose --downtime snapshot"
     )
+}
+
+/// Whether the settings file, which may hold a secret, is readable by
+/// other users than root or owned by another.
+fn settings_file_too_open(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.mode() & 0o077 != 0 || m.uid() != 0),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("Failed to read {}", path.display())),
+    }
+}
+
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(path, Some(0), Some(0))
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .with_context(|| format!("Failed to make {} readable by root only", path.display()))
+}
+
+/// A new ssh key without a passphrase, as Mail-in-a-Box makes it.
+fn create_ssh_key(key: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = key.parent() {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .with_context(|| format!("Failed to create {}", dir.display()))?;
+        }
+    }
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "3072",
+            "-N",
+            "",
+            "-C",
+            "mailbackup",
+            "-f",
+        ])
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("Failed to run ssh-keygen: install openssh-client")?;
+    if !out.status.success() {
+        bail!(
+            "ssh-keygen failed to create {}: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn public_key(key: &Path) -> Result<String> {
+    let path = key.with_extension("pub");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("Failed to read the public key {}", path.display()))?
+        .trim()
+        .to_owned())
 }
 
 /// The unit file at `path`, if there is one.

@@ -22,8 +22,10 @@ pub struct ListArgs {
 pub fn run(config_path: &Path, args: &ListArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
+    let target = super::load_settings(&config)?.active_target()?;
     let key = super::load_key(&config)?;
-    let outcome = Duplicity::locate(&layout, &key.passphrase)?
-        .run(&duplicity::list_args(&layout, args.time.as_deref()))?;
+    let outcome = Duplicity::locate(&layout, &key.passphrase, &target)?.run(
+        &duplicity::list_args(&layout, &target, args.time.as_deref()),
+    )?;
     Ok(outcome.code)
 }

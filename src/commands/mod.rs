@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments (whose doc comments are its
 //! `--help`) and the function that does its I/O around the pure cores.
 
+pub mod check_target;
 pub mod docs;
 pub mod install;
 pub mod list;
@@ -19,6 +20,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::key::{self, LoadedKey};
+use crate::target::{Settings, SshFiles, STATE_DIRECTORY};
 
 /// Loads the passphrase the way every duplicity command needs it: from the
 /// systemd credential when there is one, else from the key file, warning
@@ -35,4 +37,27 @@ fn load_key(config: &Config) -> Result<LoadedKey> {
         eprintln!("mailbackup: warning: {warning}");
     }
     Ok(key)
+}
+
+/// The backup settings (`backup/custom.yaml`): from the systemd credential
+/// when the unit loaded one, else from the file.
+fn load_settings(config: &Config) -> Result<Settings> {
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    Settings::load(&config.layout(), credentials.as_deref(), &ssh_files())
+}
+
+/// The ssh key in the home directory (`/root` for the units), and the
+/// pinned host keys in the state directory that systemd gives the units
+/// (`$STATE_DIRECTORY`), or mailbackup's own outside them.
+pub fn ssh_files() -> SshFiles {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(crate::sys::effective_user_home)
+        .unwrap_or_else(|| "/root".into());
+    let state = std::env::var_os("STATE_DIRECTORY")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| STATE_DIRECTORY.into());
+    SshFiles::new(&home, &state)
 }

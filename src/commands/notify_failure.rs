@@ -67,10 +67,16 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
     let passphrase = key::load(&key::key_path(&config.layout(), credentials.as_deref()))
         .ok()
         .map(|k| k.passphrase);
-    let journal = redact(
+    let mut journal = redact(
         &systemd::journal_tail(&unit, args.lines),
         passphrase.as_ref(),
     );
+    // And the target's secret: the settings may not parse, then there is none.
+    if let Ok(settings) = super::load_settings(&config) {
+        for secret in settings.target.iter().flat_map(|t| t.secrets()) {
+            journal = secret.redact(&journal);
+        }
+    }
     let date = chrono::Local::now().to_rfc2822();
     let message = failure_mail(&FailureReport {
         host: &host,

@@ -6,38 +6,46 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::duplicity::{self, Duplicity, EXIT_USER_ERROR};
-use crate::inventory::Inventory;
-use crate::report::KEEP_BACKUPS_FOR_DAYS;
 
 /// Delete backups no longer needed, then what interrupted backups left.
 ///
 /// Runs `duplicity remove-older-than ND --force`, which never deletes the
 /// newest chain nor a backup that a kept one depends on, then
-/// `duplicity cleanup --force`.
+/// `duplicity cleanup --force`. N is min_age_in_days from
+/// STORAGE_ROOT/backup/custom.yaml (3 without it) unless --keep-days says.
 ///
 /// Example: mailbackup prune --keep-days 7
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
-    /// Keep every backup needed to restore any state of this many days.
-    #[arg(long, default_value_t = KEEP_BACKUPS_FOR_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
-    pub keep_days: u32,
+    /// Keep every backup needed to restore any state of this many days [default: min_age_in_days in STORAGE_ROOT/backup/custom.yaml, else 3]
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_days: Option<u32>,
 }
 
 pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
-    if Inventory::scan(&layout.encrypted_dir)?.backups.is_empty() {
+    let settings = super::load_settings(&config)?;
+    let Some(target) = &settings.target else {
+        eprintln!(
+            "mailbackup: backups are off (target: off in {}): nothing to prune",
+            settings.path.display()
+        );
+        return Ok(0);
+    };
+    if target.inventory()?.backups.is_empty() {
         eprintln!(
             "mailbackup: no backups in {}, nothing to prune",
-            layout.encrypted_dir.display()
+            target.describe()
         );
         return Ok(0);
     }
+    let keep_days = args.keep_days.unwrap_or(settings.min_age_in_days);
     let key = super::load_key(&config)?;
-    let duplicity = Duplicity::locate(&layout, &key.passphrase)?;
+    let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     for args in [
-        duplicity::remove_older_than_args(&layout, args.keep_days),
-        duplicity::cleanup_args(&layout),
+        duplicity::remove_older_than_args(&layout, target, keep_days),
+        duplicity::cleanup_args(&layout, target),
     ] {
         let outcome = duplicity.run(&args)?;
         if outcome.code == EXIT_USER_ERROR && outcome.locked_out {

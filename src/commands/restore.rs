@@ -8,10 +8,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity};
-use crate::inventory::Inventory;
 use crate::report::human_size;
 use crate::sys::free_bytes;
 use crate::systemd;
+use crate::target::Target;
 use crate::units::{self, DEFAULT_SERVICES, SERVICE};
 
 /// Restore the backup, or part of it, into a directory or in place.
@@ -66,9 +66,10 @@ pub struct RestoreArgs {
 pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
+    let target = super::load_settings(&config)?.active_target()?;
     match &args.to {
-        Some(dir) => restore_to(&config, &layout, dir, args),
-        None => restore_in_place(&config, &layout, args),
+        Some(dir) => restore_to(&config, &layout, &target, dir, args),
+        None => restore_in_place(&config, &layout, &target, args),
     }
 }
 
@@ -91,7 +92,13 @@ pub fn relative_path(path: &Path) -> Result<PathBuf> {
     Ok(clean)
 }
 
-fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) -> Result<u8> {
+fn restore_to(
+    config: &Config,
+    layout: &Layout,
+    target: &Target,
+    dir: &Path,
+    args: &RestoreArgs,
+) -> Result<u8> {
     let path = args.path.as_deref().map(relative_path).transpose()?;
     let empty_dir_exists = match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none())
     {
@@ -109,20 +116,21 @@ fn restore_to(config: &Config, layout: &Layout, dir: &Path, args: &RestoreArgs) 
         Some(p) => dir.join(p),
         None => dir.to_owned(),
     };
-    check_space(layout, path.as_deref(), &dest)?;
+    check_space(layout, target, path.as_deref(), &dest)?;
     let dir_before = std::fs::metadata(dir).ok();
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("Failed to create {}", parent.display()))?;
     }
     let key = super::load_key(config)?;
-    let mut restore = duplicity::restore_args(layout, args.time.as_deref(), path.as_deref(), &dest);
+    let mut restore =
+        duplicity::restore_args(layout, target, args.time.as_deref(), path.as_deref(), &dest);
     if empty_dir_exists && path.is_none() {
         // Into the directory the operator made (or mounted), which stays:
         // duplicity refuses an existing target without --force.
         restore.insert(1, "--force".into());
     }
-    let outcome = Duplicity::locate(layout, &key.passphrase)?.run(&restore)?;
+    let outcome = Duplicity::locate(layout, &key.passphrase, target)?.run(&restore)?;
     if outcome.code != 0 {
         let cleaned = match &dir_before {
             Some(before) => empty_again(dir, before),
@@ -196,7 +204,12 @@ pub fn in_place_paths(root: &Path, stamp: &str) -> (PathBuf, PathBuf) {
     )
 }
 
-fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Result<u8> {
+fn restore_in_place(
+    config: &Config,
+    layout: &Layout,
+    target: &Target,
+    args: &RestoreArgs,
+) -> Result<u8> {
     let root = &layout.storage_root;
     let services: Vec<String> = args
         .services
@@ -230,8 +243,8 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
         );
     }
     let key = super::load_key(config)?;
-    let duplicity = Duplicity::locate(layout, &key.passphrase)?;
-    check_space(layout, None, root)?;
+    let duplicity = Duplicity::locate(layout, &key.passphrase, target)?;
+    check_space(layout, target, None, root)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let (restoring, previous) = in_place_paths(root, &stamp);
     if !args.yes && !confirm(root, args.time.as_deref(), &previous)? {
@@ -243,6 +256,7 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
     // live data untouched.
     let outcome = duplicity.run(&duplicity::restore_args(
         layout,
+        target,
         args.time.as_deref(),
         None,
         &restoring,
@@ -291,14 +305,14 @@ fn restore_in_place(config: &Config, layout: &Layout, args: &RestoreArgs) -> Res
 /// Refuses a restore that would fill the disk: duplicity can hang when it
 /// runs out of space half way. What it needs is estimated generously: the
 /// larger of the live data and the newest chain of backups.
-fn check_space(layout: &Layout, path: Option<&Path>, dest: &Path) -> Result<()> {
+fn check_space(layout: &Layout, target: &Target, path: Option<&Path>, dest: &Path) -> Result<()> {
     let source = path.map_or_else(
         || layout.storage_root.clone(),
         |p| layout.storage_root.join(p),
     );
     let mut need = disk_usage(&source, &layout.backup_dir);
     if path.is_none() {
-        let inventory = Inventory::scan(&layout.encrypted_dir)?;
+        let inventory = target.inventory()?;
         // The newest chain: back to and with the newest full backup.
         let chain_len = inventory
             .backups

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 
 use crate::config::Config;
 use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
-use crate::inventory::{Backup, Inventory};
+use crate::inventory::Backup;
 use crate::migration;
 use crate::report::should_force_full;
 
@@ -54,9 +54,17 @@ pub fn choose_mode(force_full: bool, backups: &[Backup]) -> (BackupMode, &'stati
 pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
-    let inventory = Inventory::scan(&layout.encrypted_dir)?;
+    let settings = super::load_settings(&config)?;
+    let Some(target) = &settings.target else {
+        eprintln!(
+            "mailbackup: backups are off (target: off in {}): nothing backed up",
+            settings.path.display()
+        );
+        return Ok(0);
+    };
+    let inventory = target.inventory()?;
     let key = super::load_key(&config)?;
-    let duplicity = Duplicity::locate(&layout, &key.passphrase)?;
+    let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     if args.from_snapshot && !layout.snapshot_dir.is_dir() {
         bail!(
             "there is no snapshot in {}: `mailbackup snapshot` takes one while the mail services are stopped",
@@ -77,13 +85,14 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
 
     let (mode, reason) = choose_mode(args.full, &inventory.backups);
     eprintln!(
-        "mailbackup: {} backup of {} ({reason})",
+        "mailbackup: {} backup of {} to {} ({reason})",
         if mode == BackupMode::Full {
             "full"
         } else {
             "incremental"
         },
-        layout.storage_root.display()
+        layout.storage_root.display(),
+        target.describe()
     );
     let source = if args.from_snapshot {
         eprintln!(
@@ -98,7 +107,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     };
     let outcome = duplicity.run_in(
         duplicity::source_cwd(&layout, &source),
-        &duplicity::backup_args(&layout, mode, &source),
+        &duplicity::backup_args(&layout, target, mode, &source),
     )?;
     if outcome.code == EXIT_USER_ERROR && outcome.locked_out {
         eprintln!(

@@ -10,7 +10,7 @@ use chrono::TimeZone;
 use crate::backup_set::Stamp;
 use crate::config::Config;
 use crate::inventory::Inventory;
-use crate::report::{backup_status, check_health, render_table};
+use crate::report::{backup_status, check_health, render_table, Health};
 use crate::sys::python_local_zone;
 use crate::systemd;
 use crate::units::SERVICE;
@@ -70,12 +70,21 @@ fn now_us() -> Result<i64> {
 
 fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
-    let layout = config.layout();
-    let inventory = Inventory::scan(&layout.encrypted_dir)?;
+    let settings = super::load_settings(&config)?;
+    let Some(target) = &settings.target else {
+        let health = Health::Critical;
+        println!(
+            "MAILBACKUP {} - backups are off (target: off in {})|backups=0",
+            health.label(),
+            settings.path.display()
+        );
+        return Ok(health.exit_code());
+    };
+    let inventory = target.inventory()?;
     let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
     let (health, line) = check_health(
         &inventory,
-        &layout.encrypted_dir.to_string_lossy(),
+        &target.describe(),
         now_us()?,
         args.max_age,
         failed,
@@ -87,12 +96,30 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
 fn report(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
     let layout = config.layout();
-    let inventory = Inventory::scan(&layout.encrypted_dir)?;
+    let settings = super::load_settings(&config)?;
+    let (inventory, directory) = match &settings.target {
+        Some(target) => (target.inventory()?, target.describe()),
+        None => (Inventory::default(), "off".to_owned()),
+    };
     let now_us = now_us()?;
     let zone = python_local_zone(now_us.div_euclid(1_000_000));
-    let report = backup_status(&inventory, &layout, now_us, &zone);
+    let report = backup_status(
+        &inventory,
+        &layout,
+        &directory,
+        settings.min_age_in_days,
+        now_us,
+        &zone,
+    );
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
+    if settings.target.is_none() && !args.json {
+        writeln!(
+            out,
+            "Backups are off (target: off in {}).",
+            settings.path.display()
+        )
+        .context("Failed to write the status")?;
+    } else if args.json {
         serde_json::to_writer_pretty(&mut out, &report).context("Failed to write the status")?;
         writeln!(out).context("Failed to write the status")?;
     } else {

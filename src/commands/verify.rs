@@ -66,10 +66,11 @@ pub fn run(config_path: &Path, args: &VerifyArgs) -> Result<u8> {
     } else {
         Source::Live { include: vec![] }
     };
+    let target = super::load_settings(&config)?.active_target()?;
     let key = super::load_key(&config)?;
-    let outcome = Duplicity::locate(&layout, &key.passphrase)?.run_in(
+    let outcome = Duplicity::locate(&layout, &key.passphrase, &target)?.run_in(
         duplicity::source_cwd(&layout, &source),
-        &duplicity::verify_args(&layout, &source),
+        &duplicity::verify_args(&layout, &target, &source),
     )?;
     let compared = match source {
         Source::Snapshot => layout.snapshot_dir.display().to_string(),

@@ -77,3 +77,10 @@ pub fn cgroup_hierarchy() -> CgroupHierarchy {
         CgroupHierarchy::Legacy
     }
 }
+
+/// The home directory of the user this process runs as, from the password
+/// database.
+pub fn effective_user_home() -> Option<std::path::PathBuf> {
+    use uzers::os::unix::UserExt;
+    uzers::get_user_by_uid(uzers::get_effective_uid()).map(|u| u.home_dir().to_owned())
+}

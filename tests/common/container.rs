@@ -14,9 +14,9 @@ use super::describe;
 pub fn e2e_root() -> PathBuf {
     let root = std::env::var_os("MAILBACKUP_E2E_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/mailbackup-e2e/bookworm".into());
+        .unwrap_or_else(|| "/var/cache/mailbackup-e2e/bookworm-v3".into());
     assert!(
-        root.join(".mailbackup-e2e-v2").exists(),
+        root.join(".mailbackup-e2e-v3").exists(),
         "{} is missing: run tests/setup.sh (or tests/e2e/make-root.sh) first",
         root.display()
     );

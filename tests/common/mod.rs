@@ -17,6 +17,7 @@ use tempfile::TempDir;
 
 pub mod container;
 pub mod package;
+pub mod servers;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mailbackup");
 
@@ -68,6 +69,10 @@ pub struct MailBox {
     pub root: PathBuf,
     pub conf: PathBuf,
     pub path_var: OsString,
+    /// More environment for mailbackup (HOME, STATE_DIRECTORY).
+    pub env: Vec<(OsString, OsString)>,
+    /// Secrets besides the passphrase that must never be shown.
+    pub secrets: Vec<String>,
 }
 
 impl MailBox {
@@ -103,12 +108,25 @@ impl MailBox {
             root,
             conf,
             path_var: "/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            env: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 
     pub fn with_flavor(mut self, flavor: &Flavor) -> MailBox {
         self.path_var = flavor.path_var();
         self
+    }
+
+    /// Sets a variable in mailbackup's environment.
+    pub fn with_env(mut self, key: &str, value: impl Into<OsString>) -> MailBox {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes `backup/custom.yaml`.
+    pub fn set_target(&self, custom_yaml: &str) {
+        fs::write(self.root.join("backup/custom.yaml"), custom_yaml).unwrap();
     }
 
     pub fn key_file(&self) -> PathBuf {
@@ -132,6 +150,7 @@ impl MailBox {
     /// `mailbackup --config CONF ARGS` with a clean environment.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = clean_command(BIN, &self.path_var);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c.arg("--config").arg(&self.conf).args(args);
         c
     }
@@ -156,6 +175,14 @@ impl MailBox {
     }
 
     pub fn assert_no_secret(&self, out: &Output) {
+        for secret in &self.secrets {
+            for stream in [&out.stdout, &out.stderr] {
+                assert!(
+                    !String::from_utf8_lossy(stream).contains(secret.as_str()),
+                    "a secret of the target appeared in the output"
+                );
+            }
+        }
         let Ok(key) = fs::read_to_string(self.key_file()) else {
             return;
         };
@@ -490,6 +517,40 @@ pub fn plain_restore(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>) -> 
 
 /// `plain_restore` into `dest`, which must not exist.
 pub fn plain_restore_to(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>, dest: &Path) {
+    let mut url = OsString::from("file://");
+    url.push(mailbox.target());
+    plain_restore_url_to(mailbox, flavor, &url, &[], &[], time, dest);
+}
+
+/// Restores from the duplicity target `url` with plain duplicity, its
+/// `options` and `env`, as anyone with the key and the target could.
+pub fn plain_restore_from(
+    mailbox: &MailBox,
+    flavor: &Flavor,
+    url: &OsString,
+    options: &[&str],
+    env: &[(&str, &str)],
+    time: Option<&str>,
+) -> PathBuf {
+    let dest = tempfile::Builder::new()
+        .prefix("restore")
+        .tempdir_in(mailbox.dir.path())
+        .unwrap()
+        .keep()
+        .join("restored");
+    plain_restore_url_to(mailbox, flavor, url, options, env, time, &dest);
+    dest
+}
+
+fn plain_restore_url_to(
+    mailbox: &MailBox,
+    flavor: &Flavor,
+    url: &OsString,
+    options: &[&str],
+    env: &[(&str, &str)],
+    time: Option<&str>,
+    dest: &Path,
+) {
     let work = tempfile::Builder::new()
         .prefix("work")
         .tempdir_in(mailbox.dir.path())
@@ -503,13 +564,12 @@ pub fn plain_restore_to(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>, 
         .arg("--archive-dir")
         .arg(work.join("cache"))
         .env("PASSPHRASE", mailbox.passphrase())
-        .env("GNUPGHOME", &gnupg);
+        .env("GNUPGHOME", &gnupg)
+        .envs(env.iter().copied());
     if let Some(t) = time {
         c.args(["--time", t]);
     }
-    let mut url = OsString::from("file://");
-    url.push(mailbox.target());
-    c.arg(url).arg(dest);
+    c.args(options).arg(url).arg(dest);
     let out = c.output().unwrap();
     assert!(
         out.status.success(),

@@ -1,12 +1,14 @@
 #!/bin/bash
 # Builds (once) the Debian 12 root that the end-to-end tests boot with
-# systemd-nspawn: systemd, real postfix and dovecot-imapd, duplicity, and a
-# mail user. Cached in $MAILBACKUP_E2E_ROOT (default below), which the tests
+# systemd-nspawn: systemd, real postfix and dovecot-imapd, duplicity (with
+# boto3 for S3, rsync and the ssh client for ssh targets), and a mail user. Cached in $MAILBACKUP_E2E_ROOT (default below), which the tests
 # never change: they boot it with --volatile=overlay.
 #   bash tests/e2e/make-root.sh
 set -euo pipefail
-root=${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/bookworm}
-stamp=$root/.mailbackup-e2e-v2
+# The version is in the name too: a machine that runs the tests of two
+# branches keeps both roots.
+root=${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/bookworm-v3}
+stamp=$root/.mailbackup-e2e-v3
 [ -e "$stamp" ] && exit 0
 
 export DEBIAN_FRONTEND=noninteractive
@@ -41,7 +43,8 @@ chroot "$root.tmp" sh -ec '
     echo "postfix postfix/mailname string box.example.com" | debconf-set-selections
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        postfix dovecot-imapd duplicity gnupg python3 sqlite3 procps
+        postfix dovecot-imapd duplicity gnupg python3 sqlite3 procps \
+        python3-boto3 rsync openssh-client
     apt-get clean
     useradd --system --create-home --home-dir /home/user-data user-data
     # Set up in a chroot, postfix may listen on no TCP port; a box takes
@@ -50,7 +53,7 @@ chroot "$root.tmp" sh -ec '
     systemctl enable postfix dovecot
     systemctl mask systemd-networkd-wait-online.service console-getty.service 2>/dev/null || true
 '
-touch "$root.tmp/.mailbackup-e2e-v2"
+touch "$root.tmp/.mailbackup-e2e-v3"
 # An older version of the root, if any, goes.
 rm -rf "$root"
 mv "$root.tmp" "$root"

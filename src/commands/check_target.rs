@@ -1,0 +1,43 @@
+//! `mailbackup check-target`: can backups reach the target?
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::Config;
+
+/// Check that the backup target works: connect, list, write and delete a
+/// small file.
+///
+/// Reads the target from STORAGE_ROOT/backup/custom.yaml. Prints one line:
+/// what it found, or what is wrong (bad credentials, unreachable, name not
+/// resolved, no such bucket or path, host key changed), and exits 0 when the
+/// target works, 1 when it does not. `mailbackup install` runs it for an
+/// off-site target. On first contact with an ssh server it pins the
+/// server's host key.
+///
+/// Example: mailbackup check-target
+#[derive(Debug, clap::Args)]
+pub struct CheckTargetArgs {}
+
+pub fn run(config_path: &Path, _args: &CheckTargetArgs) -> Result<u8> {
+    let config = Config::load(config_path)?;
+    let settings = super::load_settings(&config)?;
+    let Some(target) = &settings.target else {
+        println!(
+            "mailbackup: backups are off (target: off in {}): there is no target to check",
+            settings.path.display()
+        );
+        return Ok(0);
+    };
+    match target.check() {
+        Ok(found) => {
+            println!("mailbackup: {} works: {found}", target.describe());
+            Ok(0)
+        }
+        Err(e) => {
+            println!("mailbackup: {e:#}");
+            Ok(1)
+        }
+    }
+}

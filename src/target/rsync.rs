@@ -1,0 +1,541 @@
+//! A directory on an ssh server, reached with rsync and Mail-in-a-Box's
+//! key: `rsync://USER@HOST[:PORT]/PATH` (`//PATH` is absolute, else it is
+//! relative to the remote user's home).
+//!
+//! duplicity pastes `--ssh-options` into `rsync -e 'ssh …'` and splits that
+//! line itself: every option is one word without quotes (Mail-in-a-Box's
+//! inner quotes once made rsync upload the private key). Never a prompt
+//! (BatchMode); the host key is pinned on first contact in mailbackup's own
+//! known_hosts file, and a changed one is refused.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{plain_word, SshFiles};
+use crate::inventory::{Entry, Inventory, InventoryBuilder};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rsync {
+    user: String,
+    /// As written, IPv6 addresses in brackets.
+    host: String,
+    port: Option<u16>,
+    /// As rsync takes it: `/abs/path` or `relative/path`, no trailing `/`.
+    path: String,
+    key: PathBuf,
+    known_hosts: PathBuf,
+}
+
+impl Rsync {
+    /// Parses what follows `rsync://`. duplicity's rsync backend also
+    /// pastes the files of its archive dir `cache_dir` into a command line.
+    pub fn parse(rest: &str, ssh: &SshFiles, cache_dir: &Path) -> Result<Rsync, String> {
+        let form = "rsync://USER@HOST[:PORT]/PATH (//PATH for an absolute path)";
+        let (authority, url_path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let Some((user, host_port)) = authority.rsplit_once('@') else {
+            return Err(format!(
+                "target rsync://{authority}… names no user: write {form}"
+            ));
+        };
+        if user.contains(':') {
+            return Err(
+                "target rsync:// holds a password: mailbackup logs in with its ssh key only, \
+                 write rsync://USER@HOST[:PORT]/PATH"
+                    .to_owned(),
+            );
+        }
+        let (host, port) = split_host_port(host_port).ok_or_else(|| {
+            format!("target rsync://{user}@{host_port}… has no valid host or port: write {form}")
+        })?;
+        let path = match url_path.strip_prefix("//") {
+            Some(abs) => format!("/{}", abs.trim_end_matches('/')),
+            None => url_path.trim_matches('/').to_owned(),
+        };
+        if path.is_empty() || path == "/" {
+            return Err(format!(
+                "target rsync://{authority} names no directory: write {form}"
+            ));
+        }
+        for (what, value) in [("user", user), ("host", host.as_str()), ("path", &path)] {
+            if !plain_word(OsStr::new(value)) {
+                return Err(format!(
+                    "the {what} of target rsync://{authority}{url_path} holds a space, a quote or a \
+                     backslash, which duplicity's rsync backend cannot pass on"
+                ));
+            }
+        }
+        for (what, file) in [
+            ("ssh key", ssh.key.as_path()),
+            ("known_hosts file", &ssh.known_hosts),
+            ("archive directory", cache_dir),
+        ] {
+            if !plain_word(file.as_os_str()) {
+                return Err(format!(
+                    "the {what} {} holds a space or a quote, which duplicity's rsync backend \
+                     cannot pass on to rsync",
+                    file.display()
+                ));
+            }
+        }
+        Ok(Rsync {
+            user: user.to_owned(),
+            host,
+            port,
+            path,
+            key: ssh.key.clone(),
+            known_hosts: ssh.known_hosts.clone(),
+        })
+    }
+
+    fn authority(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}@{}:{p}", self.user, self.host),
+            None => format!("{}@{}", self.user, self.host),
+        }
+    }
+
+    pub fn url(&self) -> OsString {
+        // duplicity reads `//abs` as absolute, `/rel` as relative.
+        format!("rsync://{}/{}", self.authority(), self.path).into()
+    }
+
+    pub fn describe(&self) -> String {
+        self.url().to_string_lossy().into_owned()
+    }
+
+    pub fn key(&self) -> &Path {
+        &self.key
+    }
+
+    /// ssh's options, each one word.
+    fn ssh_options(&self) -> Vec<String> {
+        vec![
+            format!("-oIdentityFile={}", self.key.display()),
+            "-oIdentitiesOnly=yes".to_owned(),
+            "-oBatchMode=yes".to_owned(),
+            "-oStrictHostKeyChecking=accept-new".to_owned(),
+            format!("-oUserKnownHostsFile={}", self.known_hosts.display()),
+            "-oGlobalKnownHostsFile=/dev/null".to_owned(),
+            "-oUpdateHostKeys=no".to_owned(),
+            "-oHashKnownHosts=no".to_owned(),
+            "-oConnectTimeout=30".to_owned(),
+            "-oServerAliveInterval=60".to_owned(),
+        ]
+    }
+
+    pub fn duplicity_options(&self) -> Vec<OsString> {
+        // One argv element; duplicity adds the port from the URL.
+        vec![format!("--ssh-options={}", self.ssh_options().join(" ")).into()]
+    }
+
+    /// rsync's `-e`: ssh with the port and the options.
+    fn remote_shell(&self) -> String {
+        let mut shell = vec!["ssh".to_owned()];
+        if let Some(p) = self.port {
+            shell.push(format!("-p{p}"));
+        }
+        shell.extend(self.ssh_options());
+        shell.join(" ")
+    }
+
+    /// `USER@HOST:PATH/` as rsync takes it.
+    fn remote_dir(&self) -> String {
+        format!("{}@{}:{}/", self.user, self.host, self.path)
+    }
+
+    /// The known_hosts file's directory must exist, or ssh pins nothing.
+    fn prepare_known_hosts(&self) -> Result<()> {
+        let Some(dir) = self.known_hosts.parent() else {
+            return Ok(());
+        };
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("Failed to create {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("Failed to make {} private", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Runs rsync with the remote shell; its output, or the cause of its failure.
+    fn rsync(&self, args: &[&OsStr], doing: &str) -> Result<Vec<u8>> {
+        self.prepare_known_hosts()?;
+        let out = Command::new("rsync")
+            .arg("-e")
+            .arg(self.remote_shell())
+            .args(args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .context("Failed to run rsync: install it with `apt-get install rsync`")?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        Err(anyhow!(
+            "{} {doing}: {}",
+            self.describe(),
+            diagnose(
+                &String::from_utf8_lossy(&out.stderr),
+                out.status.code(),
+                self
+            )
+        ))
+    }
+
+    pub fn inventory(&self) -> Result<Inventory> {
+        let listing = self.rsync(
+            &[
+                OsStr::new("--list-only"),
+                OsStr::new("--no-h"),
+                OsStr::new(&self.remote_dir()),
+            ],
+            "cannot be listed",
+        )?;
+        let mut builder = InventoryBuilder::default();
+        for entry in parse_list_only(&listing) {
+            builder.add(entry);
+        }
+        Ok(builder.finish())
+    }
+
+    pub fn check(&self) -> Result<String> {
+        let inventory = self.inventory()?;
+        let name = super::check_file_name();
+        let work = std::env::temp_dir().join(&name);
+        std::fs::create_dir(&work)
+            .with_context(|| format!("Failed to create {}", work.display()))?;
+        let result = (|| {
+            let probe = work.join(&name);
+            std::fs::write(&probe, b"mailbackup check\n")
+                .with_context(|| format!("Failed to write {}", probe.display()))?;
+            let remote_probe = format!("{}{name}", self.remote_dir());
+            self.rsync(
+                &[probe.as_os_str(), OsStr::new(&remote_probe)],
+                "cannot be written",
+            )?;
+            // What duplicity does to delete: an empty directory synced over
+            // it, with everything but the file excluded.
+            std::fs::remove_file(&probe)
+                .with_context(|| format!("Failed to remove {}", probe.display()))?;
+            let include = format!("--include=/{name}");
+            let mut source = work.clone().into_os_string();
+            source.push("/");
+            self.rsync(
+                &[
+                    OsStr::new("--recursive"),
+                    OsStr::new("--delete"),
+                    OsStr::new(&include),
+                    OsStr::new("--exclude=*"),
+                    &source,
+                    OsStr::new(&self.remote_dir()),
+                ],
+                "does not let a file be deleted",
+            )?;
+            Ok::<_, anyhow::Error>(())
+        })();
+        let _ = std::fs::remove_dir_all(&work);
+        result?;
+        let after = self.inventory()?;
+        if after.unknown_files > inventory.unknown_files {
+            bail!(
+                "{}: the test file {name} was written but is still there after deleting it",
+                self.describe()
+            );
+        }
+        Ok(format!(
+            "{} backups; a test file was written and deleted",
+            inventory.backups.len()
+        ))
+    }
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{v6}]"), port)
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (s.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p != 0)?),
+    };
+    Some((host, port))
+}
+
+/// The entries of `rsync --list-only --no-h`, parsed by fields:
+/// `PERMS SIZE DATE TIME NAME`; the name is the rest of the line.
+pub fn parse_list_only(listing: &[u8]) -> Vec<Entry<'_>> {
+    let mut entries = Vec::new();
+    for line in listing.split(|&b| b == b'\n') {
+        let mut rest = line;
+        let mut fields: [&[u8]; 4] = [&[]; 4];
+        let mut complete = true;
+        for field in &mut fields {
+            let start = rest
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            rest = &rest[start..];
+            let end = rest
+                .iter()
+                .position(|b| b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            if end == 0 {
+                complete = false;
+                break;
+            }
+            *field = &rest[..end];
+            rest = &rest[end..];
+        }
+        // One separator before the name, which may itself hold spaces.
+        let Some(name) = rest.strip_prefix(b" ") else {
+            continue;
+        };
+        if !complete || name.is_empty() || name == b"." {
+            continue;
+        }
+        let digits: Vec<u8> = fields[1]
+            .iter()
+            .copied()
+            .filter(|b| !matches!(b, b',' | b'.' | b'\''))
+            .collect();
+        let Some(size) = std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        entries.push(Entry {
+            name,
+            size,
+            is_file: fields[0].first() == Some(&b'-'),
+        });
+    }
+    entries
+}
+
+/// What went wrong, by cause, from ssh's and rsync's messages.
+fn diagnose(stderr: &str, code: Option<i32>, target: &Rsync) -> String {
+    let host = &target.host;
+    let host_port = match target.port {
+        Some(p) => format!("{host}:{p}"),
+        None => format!("{host}:22"),
+    };
+    let known_hosts_name = match target.port {
+        Some(p) if p != 22 => format!("[{}]:{p}", host.trim_matches(['[', ']'])),
+        _ => host.trim_matches(['[', ']']).to_owned(),
+    };
+    let has = |s: &str| stderr.contains(s);
+    if has("Address family not supported") {
+        super::NO_NETWORK.to_owned()
+    } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key verification failed") {
+        format!(
+            "host key changed: the server at {host_port} shows another host key than the one \
+             pinned in {kh}; if the server's key was changed on purpose, remove the old one with \
+             `ssh-keygen -R '{known_hosts_name}' -f {kh}` and run `mailbackup check-target`",
+            kh = target.known_hosts.display()
+        )
+    } else if has("Permission denied") && (has("publickey") || has("password")) {
+        format!(
+            "bad credentials: {host_port} refused the ssh key {key} for {user}: add the line of \
+             {key}.pub to ~{user}/.ssh/authorized_keys on the server",
+            key = target.key.display(),
+            user = target.user
+        )
+    } else if has("Could not resolve hostname") || has("Name or service not known") {
+        format!("name not resolved: {host} is not a known host name (check the spelling and DNS)")
+    } else if has("Connection refused") {
+        format!("unreachable: {host_port} refused the connection (is sshd listening on that port?)")
+    } else if has("Network is unreachable")
+        || has("No route to host")
+        || has("timed out")
+        || has("Connection closed")
+    {
+        format!("unreachable: no connection to {host_port}")
+    } else if has("No such file or directory") {
+        format!(
+            "no such path: {} does not exist on {host}: create it there (duplicity does not)",
+            target.path
+        )
+    } else if has("Permission denied") {
+        format!(
+            "permission denied: {} on {host} cannot be read or written by {}",
+            target.path, target.user
+        )
+    } else {
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        format!(
+            "rsync failed (exit code {}): {last}",
+            code.map_or_else(|| "none".to_owned(), |c| c.to_string())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh() -> SshFiles {
+        SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"))
+    }
+
+    const CACHE: &str = "/home/user-data/backup/cache";
+
+    impl Rsync {
+        fn parse_test(rest: &str, ssh: &SshFiles) -> Result<Rsync, String> {
+            Rsync::parse(rest, ssh, Path::new(CACHE))
+        }
+    }
+
+    #[test]
+    fn urls_as_mail_in_a_box_writes_them() {
+        let t = Rsync::parse_test("backup@example.org//srv/backups/box/", &ssh()).unwrap();
+        assert_eq!(t.url(), "rsync://backup@example.org//srv/backups/box");
+        assert_eq!(t.remote_dir(), "backup@example.org:/srv/backups/box/");
+        let t = Rsync::parse_test("me@10.0.0.2:2222/box", &ssh()).unwrap();
+        assert_eq!(t.url(), "rsync://me@10.0.0.2:2222/box");
+        assert_eq!(t.remote_dir(), "me@10.0.0.2:box/");
+        assert!(t
+            .remote_shell()
+            .starts_with("ssh -p2222 -oIdentityFile=/root/.ssh/id_rsa_miab "));
+        let t = Rsync::parse_test("me@[2001:db8::1]:23//b", &ssh()).unwrap();
+        assert_eq!(t.url(), "rsync://me@[2001:db8::1]:23//b");
+        assert_eq!(t.remote_dir(), "me@[2001:db8::1]:/b/");
+    }
+
+    #[test]
+    fn ssh_options_are_one_argv_element_without_quotes() {
+        let t = Rsync::parse_test("u@h:2200//d", &ssh()).unwrap();
+        let opts = t.duplicity_options();
+        assert_eq!(opts.len(), 1);
+        let o = opts[0].to_str().unwrap();
+        assert!(
+            o.starts_with("--ssh-options=-oIdentityFile=/root/.ssh/id_rsa_miab "),
+            "{o}"
+        );
+        assert!(!o.contains(['\'', '"']), "{o}");
+        for want in [
+            "-oBatchMode=yes",
+            "-oStrictHostKeyChecking=accept-new",
+            "-oUserKnownHostsFile=/var/lib/mailbackup/known_hosts",
+            "-oIdentitiesOnly=yes",
+        ] {
+            assert!(o.split(' ').any(|w| w == want), "{want} not in {o}");
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for bad in [
+            "example.org//srv",
+            "u:pw@h//srv",
+            "u@h",
+            "u@h/",
+            "u@h//",
+            "u@h:0//d",
+            "u@h:99999//d",
+            "u@h:x//d",
+            "u@//d",
+            "u@h//a b",
+            "u@h//it's",
+        ] {
+            assert!(Rsync::parse_test(bad, &ssh()).is_err(), "{bad}");
+        }
+        let spaced = SshFiles::new(Path::new("/root"), Path::new("/var/lib/my state"));
+        let e = Rsync::parse_test("u@h//d", &spaced).unwrap_err();
+        assert!(e.contains("known_hosts"), "{e}");
+        let e =
+            Rsync::parse("u@h//d", &ssh(), Path::new("/home/user data/backup/cache")).unwrap_err();
+        assert!(e.contains("archive directory"), "{e}");
+        let e = Rsync::parse_test("u:secret@h//d", &ssh()).unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn listings_are_parsed_by_fields() {
+        let listing = b"drwxr-xr-x          4,096 2026/11/28 04:00:00 .\n\
+            -rw-r--r--  2147483648 2026/11/28 04:00:01 duplicity-full.20261128T040000Z.vol1.difftar.gpg\n\
+            -rw-r--r--     1,234,567 2026/11/28 04:00:02 duplicity-full.20261128T040000Z.manifest.gpg\n\
+            -rw-r--r--          12 2026/11/28 04:00:03 a name with  spaces\n\
+            drwxr-xr-x          4096 2026/11/28 04:00:04 subdir\n\
+            lrwxrwxrwx           3 2026/11/28 04:00:05 link -> x\n\
+            garbage\n\n";
+        let e = parse_list_only(listing);
+        let got: Vec<(String, u64, bool)> = e
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(e.name).into_owned(),
+                    e.size,
+                    e.is_file,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "duplicity-full.20261128T040000Z.vol1.difftar.gpg".into(),
+                    2147483648,
+                    true
+                ),
+                (
+                    "duplicity-full.20261128T040000Z.manifest.gpg".into(),
+                    1234567,
+                    true
+                ),
+                ("a name with  spaces".into(), 12, true),
+                ("subdir".into(), 4096, false),
+                ("link -> x".into(), 3, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_are_named_by_cause() {
+        let t = Rsync::parse_test("u@h.example:2222//srv/b", &ssh()).unwrap();
+        let d = |s: &str| diagnose(s, Some(255), &t);
+        assert!(d("@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n")
+            .contains("ssh-keygen -R '[h.example]:2222' -f /var/lib/mailbackup/known_hosts"));
+        assert!(d("u@h.example: Permission denied (publickey).\n").starts_with("bad credentials"));
+        assert!(
+            d("ssh: Could not resolve hostname h.example: Name or service not known\n")
+                .starts_with("name not resolved")
+        );
+        assert!(
+            d("ssh: connect to host h.example port 2222: Connection refused\n")
+                .starts_with("unreachable")
+        );
+        assert!(
+            d("rsync: [sender] change_dir \"/srv/b\" failed: No such file or directory (2)\n")
+                .starts_with("no such path")
+        );
+        assert!(
+            d("socket: Address family not supported by protocol\n").contains("mailbackup install")
+        );
+        assert!(d("something else\n").contains("something else"));
+    }
+}

@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::commands::install::Choices;
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity};
 use crate::report::human_size;
@@ -58,9 +59,11 @@ pub struct RestoreArgs {
     #[arg(long, requires = "in_place")]
     pub yes: bool,
 
-    /// With --in-place: the services stopped during the swap ("" for none).
-    #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 0.., default_values = DEFAULT_SERVICES)]
-    pub services: Vec<String>,
+    /// With --in-place: the services stopped during the swap ("" for none)
+    /// [default: those chosen with `mailbackup install --services`, else
+    /// dovecot.service postfix.service]
+    #[arg(long, value_name = "UNITS", value_delimiter = ' ', num_args = 0..)]
+    pub services: Option<Vec<String>>,
 }
 
 pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
@@ -213,6 +216,8 @@ fn restore_in_place(
     let root = &layout.storage_root;
     let services: Vec<String> = args
         .services
+        .clone()
+        .unwrap_or_else(installed_services)
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| units::service_name(s))
@@ -379,6 +384,17 @@ fn confirm(root: &Path, time: Option<&str>, previous: &Path) -> Result<bool> {
         .read_line(&mut answer)
         .context("Failed to read the answer")?;
     Ok(answer.trim() == "yes")
+}
+
+/// The services that `mailbackup install --services` chose, as the
+/// installed backup unit records them, or Mail-in-a-Box's two.
+fn installed_services() -> Vec<String> {
+    let unit = Path::new(systemd::SYSTEM_UNIT_DIR).join(SERVICE);
+    std::fs::read_to_string(unit)
+        .ok()
+        .and_then(|text| Choices::recorded_in(&text))
+        .and_then(|c| c.services)
+        .unwrap_or_else(|| DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect())
 }
 
 fn stop_services(services: &[String]) -> Result<()> {

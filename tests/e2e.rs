@@ -175,16 +175,7 @@ fn a_killed_backup_brings_the_mail_back() {
 
     // The operator stops a running backup: the stop does not wait on the
     // mail services' start, and they run.
-    let out = c.sh(r#"systemctl start mailbackup.service & s=$!
-        until pgrep -f 'bin/duplicit[y] (full|incr)' >/dev/null; do
-            kill -0 $s 2>/dev/null || { echo "ended first"; exit 8; }; sleep 0.1
-        done
-        timeout 60 systemctl stop mailbackup.service; echo "stop=$?"; wait $s"#);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("stop=0"),
-        "{}",
-        describe(&out)
-    );
+    c.stop_a_running_backup();
     c.mail_is_up();
 
     let (rc, _) = c.start_backup_watching();

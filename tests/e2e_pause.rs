@@ -118,16 +118,7 @@ fn frozen_services_are_thawed_after_a_kill_and_a_failed_snapshot() {
 
     // The operator stops a running backup: the stop does not wait on the
     // mail services' start, and they run.
-    let out = c.sh(r#"systemctl start mailbackup.service & s=$!
-        until pgrep -f 'bin/duplicit[y] (full|incr)' >/dev/null; do
-            kill -0 $s 2>/dev/null || { echo "ended first"; exit 8; }; sleep 0.1
-        done
-        timeout 60 systemctl stop mailbackup.service; echo "stop=$?"; wait $s"#);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("stop=0"),
-        "{}",
-        describe(&out)
-    );
+    c.stop_a_running_backup();
     mail_runs_thawed(&c);
 
     // A snapshot that fails to complete, while the services are frozen;

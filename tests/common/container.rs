@@ -299,17 +299,7 @@ impl Container {
             done
             wait $s; echo "rc=$?""#,
         );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let rc = text
-            .lines()
-            .find_map(|l| l.strip_prefix("rc="))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("{}", describe(&out)));
-        let during = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("during: "))
-            .map(|s| s.trim().to_owned())
-            .collect();
+        let (rc, during) = rc_and_during(&out);
         (rc, during)
     }
 
@@ -339,34 +329,35 @@ impl Container {
     ) -> (i32, Vec<String>, Output) {
         let out = self.sh(&format!(
             r#"( i=1; while [ $i -le {messages} ]; do
-                   printf 'Subject: {tag}-%s
-
-message %s
-' $i $i | /usr/sbin/sendmail carol; i=$((i+1)); sleep 0.1
+                   printf 'Subject: {tag}-%s\n\nmessage %s\n' $i $i | /usr/sbin/sendmail carol; i=$((i+1)); sleep 0.1
                  done ) & d=$!
             sleep 0.5
             systemctl start {unit} & s=$!
             while kill -0 $s 2>/dev/null; do
                 if pgrep -f 'bin/duplicit[y] {action}' >/dev/null; then
-                    echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '
-' ' ')"
+                    echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '\n' ' ')"
                 fi
                 sleep 0.05
             done
             wait $s; echo "rc=$?"; wait $d"#
         ));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let rc = text
-            .lines()
-            .find_map(|l| l.strip_prefix("rc="))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("{}", describe(&out)));
-        let during = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("during: "))
-            .map(|s| s.trim().to_owned())
-            .collect();
+        let (rc, during) = rc_and_during(&out);
         (rc, during, out)
+    }
+
+    /// Starts a backup, stops it as an operator would once duplicity runs,
+    /// and checks that the stop came back within a minute.
+    pub fn stop_a_running_backup(&self) {
+        let out = self.sh(r#"systemctl start mailbackup.service & s=$!
+            until pgrep -f 'bin/duplicit[y] (full|incr)' >/dev/null; do
+                kill -0 $s 2>/dev/null || { echo "ended first"; exit 8; }; sleep 0.1
+            done
+            timeout 60 systemctl stop mailbackup.service; echo "stop=$?"; wait $s"#);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("stop=0"),
+            "{}",
+            describe(&out)
+        );
     }
 
     pub fn mail_is_up(&self) {
@@ -415,6 +406,22 @@ message %s
     pub fn count(&self, script: &str) -> usize {
         self.ok(script).trim().parse().unwrap()
     }
+}
+
+/// The `rc=N` and the `during: STATES` lines of a watching script.
+fn rc_and_during(out: &Output) -> (i32, Vec<String>) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rc = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rc="))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{}", describe(out)));
+    let during = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("during: "))
+        .map(|s| s.trim().to_owned())
+        .collect();
+    (rc, during)
 }
 
 impl Container {

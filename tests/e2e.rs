@@ -252,6 +252,21 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     );
     assert_eq!(c.count(&stops), 0);
     assert_eq!(c.ok("cd /srv/box && find . | sort | md5sum"), before);
+
+    // The services chosen at install are the ones an in-place restore
+    // stops: here dovecot alone, postfix runs on.
+    c.ok("rm -rf /srv/box/user-data.before-restore-* && mailbackup install --services dovecot.service");
+    let since = c.ok("sleep 1; date +%s").trim().to_owned();
+    let out = c.ok("mailbackup restore --in-place --yes 2>&1");
+    c.mail_is_up();
+    let stopped = |unit: &str| {
+        c.count(&format!(
+            "journalctl -u {unit} --since @{since} -o cat --no-pager | grep -c '^Stopped' || true"
+        ))
+    };
+    assert_eq!(stopped("dovecot.service"), 1, "{out}");
+    assert_eq!(stopped("postfix.service"), 0, "{out}");
+    assert_eq!(c.ok(tree), backed_up);
 }
 
 /// The downtime of the last run of mailbackup.service: from the first stop

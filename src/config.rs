@@ -78,12 +78,6 @@ impl Config {
                     format!("Failed to resolve STORAGE_ROOT {}", root.display())
                 })?;
                 if resolved != root {
-                    eprintln!(
-                        "mailbackup: STORAGE_ROOT {} leads through a symlink to {}: using {}",
-                        root.display(),
-                        resolved.display(),
-                        resolved.display()
-                    );
                     config.storage_root = resolved;
                     config.linked_from = Some(root);
                 }
@@ -100,6 +94,20 @@ impl Config {
                 root.display()
             ),
         }
+    }
+
+    /// Where `STORAGE_ROOT` leads through a symlink: a line for the log of
+    /// the commands that back up, restore or write units, so the operator
+    /// sees which directory they act on.
+    pub fn symlink_note(&self) -> Option<String> {
+        self.linked_from.as_ref().map(|link| {
+            format!(
+                "mailbackup: STORAGE_ROOT {} leads through a symlink to {}: using {}",
+                link.display(),
+                self.storage_root.display(),
+                self.storage_root.display()
+            )
+        })
     }
 
     /// The value of one setting.

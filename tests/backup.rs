@@ -383,3 +383,35 @@ fn backups_made_by_the_reference_continue() {
         assert_same_tree(&live_state(&mailbox.root), &snapshot(&restored, &[]));
     }
 }
+
+/// A STORAGE_ROOT reached through a symlink: `run` backs up the directory
+/// and says which one it used; `status`, read by scripts, says nothing of it.
+#[test]
+fn a_symlinked_storage_root_is_named_by_run_and_not_by_status() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 5);
+    let link = mailbox.dir.path().join("linked");
+    std::os::unix::fs::symlink(&mailbox.root, &link).unwrap();
+    fs::write(
+        &mailbox.conf,
+        format!(
+            "STORAGE_USER=user-data\nSTORAGE_ROOT={}\nPRIMARY_HOSTNAME=box.example.com\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+
+    let out = mailbox.ok(&["run"]);
+    let note = format!(
+        "STORAGE_ROOT {} leads through a symlink to {}",
+        link.display(),
+        mailbox.root.display()
+    );
+    assert!(stderr(&out).contains(&note), "{}", describe(&out));
+    let restored = plain_restore(&mailbox, flavor, None);
+    assert_same_tree(&live_state(&mailbox.root), &snapshot(&restored, &[]));
+
+    let out = mailbox.ok(&["status", "--json"]);
+    assert_eq!(stderr(&out), "", "{}", describe(&out));
+}

@@ -239,6 +239,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         config_path.to_owned()
     };
     let config = Config::load(&config_path)?;
+    if let Some(note) = config.symlink_note() {
+        eprintln!("{note}");
+    }
     let config_path = std::path::absolute(&config_path)
         .with_context(|| format!("Failed to make {} an absolute path", config_path.display()))?;
     let Some(user) = config.get("STORAGE_USER") else {

@@ -68,6 +68,9 @@ pub struct RestoreArgs {
 
 pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
+    if let Some(note) = config.symlink_note() {
+        eprintln!("{note}");
+    }
     let layout = config.layout();
     let target = super::load_settings(&config)?.active_target()?;
     match &args.to {

@@ -53,6 +53,9 @@ pub fn choose_mode(force_full: bool, backups: &[Backup]) -> (BackupMode, &'stati
 
 pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
+    if let Some(note) = config.symlink_note() {
+        eprintln!("{note}");
+    }
     let layout = config.layout();
     let settings = super::load_settings(&config)?;
     let Some(target) = &settings.target else {

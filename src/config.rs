@@ -160,6 +160,9 @@ pub struct Layout {
     pub verify_request: PathBuf,
     /// `backup/verify-result`: what that comparison found.
     pub verify_result: PathBuf,
+    /// `backup/restore.lock`: held (flock) by a running restore, which a
+    /// backup then waits for.
+    pub restore_lock: PathBuf,
 }
 
 impl Layout {
@@ -180,6 +183,7 @@ impl Layout {
             snapshot_maildirs: backup_dir.join("snapshot.maildirs"),
             verify_request: backup_dir.join("verify-requested"),
             verify_result: backup_dir.join("verify-result"),
+            restore_lock: backup_dir.join("restore.lock"),
             backup_dir,
         }
     }

@@ -259,14 +259,32 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     let since = c.ok("sleep 1; date +%s").trim().to_owned();
     let out = c.ok("mailbackup restore --in-place --yes 2>&1");
     c.mail_is_up();
-    let stopped = |unit: &str| {
+    let stopped = |unit: &str, since: &str| {
         c.count(&format!(
             "journalctl -u {unit} --since @{since} -o cat --no-pager | grep -c '^Stopped' || true"
         ))
     };
-    assert_eq!(stopped("dovecot.service"), 1, "{out}");
-    assert_eq!(stopped("postfix.service"), 0, "{out}");
+    assert_eq!(stopped("dovecot.service", &since), 1, "{out}");
+    assert_eq!(stopped("postfix.service", &since), 0, "{out}");
     assert_eq!(c.ok(tree), backed_up);
+
+    // A backup started while a restore holds its lock fails before the
+    // mail is touched, and says why in the journal.
+    let since = c.ok("sleep 1; date +%s").trim().to_owned();
+    c.ok(
+        "cd /srv/box/user-data/backup && echo 'mailbackup restore --to, pid 4242' > restore.lock \
+          && (flock restore.lock sleep 30 >/dev/null 2>&1 &) && sleep 0.5",
+    );
+    let out = c.sh("systemctl start mailbackup.service");
+    assert!(!out.status.success(), "{}", describe(&out));
+    c.mail_is_up();
+    assert_eq!(stopped("dovecot.service", &since), 0);
+    let journal = c.ok("journalctl -u 'mailbackup*' --no-pager -o cat");
+    assert!(
+        journal.contains("a restore is running (mailbackup restore --to, pid 4242)"),
+        "{journal}"
+    );
+    assert!(!c.ok("ls /srv/box/user-data/backup").contains("snapshot"));
 }
 
 /// The downtime of the last run of mailbackup.service: from the first stop

@@ -473,3 +473,80 @@ fn a_restore_that_duplicity_could_not_complete_says_so() {
         }
     }
 }
+
+/// A restore holds `backup/restore.lock` while it runs: a backup started
+/// meanwhile refuses and names it (in the units, before the mail stops),
+/// a second restore is refused, and both work again once it is done.
+#[test]
+fn a_backup_or_restore_during_a_restore_is_refused_and_says_why() {
+    let flavor = &flavors()[0];
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 20);
+    mailbox.ok(&["run"]);
+
+    // The real duplicity, started 3 s late, with a mark when it is called.
+    let wrapper = tempfile::tempdir().unwrap();
+    let mark = wrapper.path().join("called");
+    let script = wrapper.path().join("duplicity");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nsleep 3\nexec {}/duplicity \"$@\"\n",
+            mark.display(),
+            flavor.bin_dir.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut path = std::ffi::OsString::from(wrapper.path());
+    path.push(":");
+    path.push(&mailbox.path_var);
+
+    let dest = mailbox.dir.path().join("restored");
+    let restore = mailbox
+        .cmd(&["restore", "--to", dest.to_str().unwrap()])
+        .env("PATH", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_for(30, || mark.exists()),
+        "the restore never ran duplicity"
+    );
+
+    let kinds = mailbox.kinds();
+    for args in [
+        &["run"][..],
+        &["snapshot", "--prepare"][..],
+        &["snapshot"][..],
+    ] {
+        let out = mailbox.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("a restore is running (mailbackup restore --to, pid ")
+                && err.contains("no backup now"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!mailbox.root.join("backup/snapshot").exists());
+    assert!(!mailbox.root.join("backup/snapshot.partial").exists());
+    let other = mailbox.dir.path().join("other");
+    let out = mailbox.run(&["restore", "--to", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("another restore is running (mailbackup restore --to, pid "),
+        "{}",
+        describe(&out)
+    );
+    assert!(!other.exists());
+
+    let out = restore.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_tree(&live_state(&mailbox.root), &snapshot(&dest, &[]));
+    assert_eq!(mailbox.kinds(), kinds);
+    next_second();
+    mailbox.ok(&["run"]);
+    assert_eq!(mailbox.kinds().len(), kinds.len() + 1);
+}

@@ -18,8 +18,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::Config;
+use crate::config::{Config, Layout};
 use crate::key::{self, LoadedKey};
+use crate::sys::lock;
 use crate::target::{Settings, SshFiles, STATE_DIRECTORY};
 
 /// Loads the passphrase the way every duplicity command needs it: from the
@@ -60,4 +61,30 @@ pub fn ssh_files() -> SshFiles {
         .map(PathBuf::from)
         .unwrap_or_else(|| STATE_DIRECTORY.into());
     SshFiles::new(&home, &state)
+}
+
+/// A backup (or snapshot for one) does not start while a restore runs: the
+/// restore holds duplicity's cache and, in place, swaps the tree under it.
+fn refuse_during_restore(layout: &Layout) -> Result<()> {
+    if let Some(holder) = lock::holder(&layout.restore_lock)? {
+        anyhow::bail!(
+            "a restore is running ({holder}): no backup now; the next one runs at its time, \
+             or start it once the restore is done"
+        );
+    }
+    Ok(())
+}
+
+/// Held by a restore for its whole run: a backup started meanwhile refuses
+/// before it stops the mail. A second restore is refused.
+fn hold_restore_lock(layout: &Layout, what: &str) -> Result<lock::Held> {
+    let holder = format!(
+        "{what}, pid {}, since {}",
+        std::process::id(),
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+    );
+    match lock::try_hold(&layout.restore_lock, &holder)? {
+        Ok(held) => Ok(held),
+        Err(other) => anyhow::bail!("another restore is running ({other}): wait for it to finish"),
+    }
 }

@@ -73,6 +73,12 @@ pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
     }
     let layout = config.layout();
     let target = super::load_settings(&config)?.active_target()?;
+    let what = if args.in_place {
+        "mailbackup restore --in-place"
+    } else {
+        "mailbackup restore --to"
+    };
+    let _held = super::hold_restore_lock(&layout, what)?;
     match &args.to {
         Some(dir) => restore_to(&config, &layout, &target, dir, args),
         None => restore_in_place(&config, &layout, &target, args),

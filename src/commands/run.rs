@@ -65,6 +65,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         );
         return Ok(0);
     };
+    super::refuse_during_restore(&layout)?;
     let inventory = target.inventory()?;
     let key = super::load_key(&config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;

@@ -51,6 +51,9 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    if !args.complete {
+        super::refuse_during_restore(&layout)?;
+    }
     let started = Instant::now();
     if args.prepare {
         let stats = snapshot::prepare(&layout)?;

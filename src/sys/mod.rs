@@ -3,6 +3,7 @@
 //! of the code sees plain Rust types.
 
 pub mod fs;
+pub mod lock;
 
 use std::ffi::CStr;
 

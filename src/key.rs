@@ -56,6 +56,19 @@ pub fn key_path(layout: &Layout, credentials_directory: Option<&Path>) -> PathBu
     }
 }
 
+/// What to tell the operator when the key file is gone (not merely
+/// unreadable to the caller): no backup runs, and none restores, without it.
+pub fn missing(path: &Path) -> Option<String> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "the backup key {} is missing: no backup can run, and no backup can be restored \
+             without it; put your copy of the key back there",
+            path.display()
+        )),
+        _ => None,
+    }
+}
+
 /// A loaded key, with a warning for the operator when its file is too open.
 pub struct LoadedKey {
     pub passphrase: Passphrase,

@@ -10,6 +10,8 @@ pub struct FailureReport<'a> {
     /// systemd's Result= of the unit (`exit-code`, `signal`, `timeout`, …).
     pub result: &'a str,
     pub journal: &'a str,
+    /// What is known to be wrong, said before the journal.
+    pub cause: Option<&'a str>,
     /// RFC 2822 date.
     pub date: &'a str,
 }
@@ -44,6 +46,10 @@ pub fn redact(text: &str, passphrase: Option<&Passphrase>) -> String {
 /// The whole message, headers and body, for `sendmail -t`.
 pub fn failure_mail(r: &FailureReport<'_>) -> String {
     let journal: String = r.journal.lines().map(|l| format!("    {l}\n")).collect();
+    let cause = r
+        .cause
+        .map(|c| format!("Cause: {c}.\n\n"))
+        .unwrap_or_default();
     format!(
         "From: mailbackup <root@{host}>\n\
          To: {to}\n\
@@ -56,6 +62,7 @@ pub fn failure_mail(r: &FailureReport<'_>) -> String {
          \n\
          {unit} failed on {host} with result \"{result}\".\n\
          \n\
+         {cause}\
          The mail services were started again. Until this is fixed, new mail is\n\
          not backed up.\n\
          \n\
@@ -102,6 +109,7 @@ mod tests {
             unit: "mailbackup.service",
             result: "exit-code",
             journal: "line one\nline two",
+            cause: None,
             date: "Thu, 26 Nov 2026 07:00:00 +0000",
         });
         assert!(m.starts_with(
@@ -110,6 +118,17 @@ mod tests {
         assert!(m.contains("Subject: [box.example.com] mailbackup.service failed (exit-code)\n"));
         assert!(m.contains("\n\nmailbackup.service failed on box.example.com"));
         assert!(m.contains("    line one\n    line two\n"));
+        assert!(!m.contains("Cause:"));
+        let m = failure_mail(&FailureReport {
+            host: "box.example.com",
+            to: "administrator@box.example.com",
+            unit: "mailbackup.service",
+            result: "exit-code",
+            journal: "line one",
+            cause: Some("the backup key /k is missing"),
+            date: "Thu, 26 Nov 2026 07:00:00 +0000",
+        });
+        assert!(m.contains("\"exit-code\".\n\nCause: the backup key /k is missing.\n\nThe mail"));
     }
 
     #[test]

@@ -160,7 +160,8 @@ impl Health {
 
 /// The one line of `status --check`, plugin style (`MAILBACKUP OK - …|perfdata`),
 /// and its health: critical with no complete backup, when the newest is older
-/// than `max_age_hours` or the last run failed; warning with stray files in
+/// than `max_age_hours`, the last run failed or the key is missing; warning
+/// with stray files in
 /// the target or an interrupted newest set.
 pub fn check_health(
     inventory: &Inventory,
@@ -168,8 +169,12 @@ pub fn check_health(
     now_us: i64,
     max_age_hours: u32,
     last_run_failed: bool,
+    key_missing: Option<&str>,
 ) -> (Health, String) {
     let mut problems: Vec<(Health, String)> = Vec::new();
+    if let Some(text) = key_missing {
+        problems.push((Health::Critical, text.to_owned()));
+    }
     let date_us = |b: &Backup| b.date.datetime().and_utc().timestamp_micros();
     // A backup dated in the future (a clock that was wrong once) says
     // nothing of how old the backups are: the age comes from the others.
@@ -520,7 +525,7 @@ mod tests {
                 unknown_files: unknown,
                 unknown_size: 0,
             };
-            check_health(&inv, "/d", now, 36, failed)
+            check_health(&inv, "/d", now, 36, failed, None)
         };
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
@@ -543,6 +548,17 @@ mod tests {
         let (h, line) = check(vec![young.clone()], 0, true);
         assert_eq!(h, Health::Critical);
         assert!(line.contains("last backup run failed"), "{line}");
+        let inv = Inventory {
+            backups: vec![young.clone()],
+            unknown_files: 0,
+            unknown_size: 0,
+        };
+        let (h, line) = check_health(&inv, "/d", now, 36, false, Some("the key is missing"));
+        assert_eq!(h, Health::Critical);
+        assert!(
+            line.starts_with("MAILBACKUP CRITICAL - the key is missing|"),
+            "{line}"
+        );
         let (h, line) = check(vec![young.clone()], 2, false);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(

@@ -146,6 +146,27 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     c.mail_is_up();
     assert!(c.hook_mark(20).is_some());
     c.assert_restore_equals_live();
+
+    // The key file gone: the backup fails, and the mail that says so names
+    // the missing file (the failure unit must not need the key to start).
+    c.ok("mv /home/user-data/backup/secret_key.txt /root/key.saved");
+    let (rc, _) = c.start_backup_watching();
+    assert_ne!(rc, 0);
+    c.mail_is_up();
+    let mail = c.ok("i=0; until [ \"$(grep -c '^Subject: .*mailbackup.service failed' /var/mail/root)\" -ge 2 ]; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
+    assert!(
+        mail.matches("mailbackup.service failed").count() >= 2,
+        "{mail}\n{}",
+        c.ok("journalctl -u 'mailbackup-failure*' --no-pager | tail -30")
+    );
+    assert!(
+        mail.contains("/home/user-data/backup/secret_key.txt is missing"),
+        "{mail}"
+    );
+    let out = c.sh("mailbackup status --check");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(line.contains("secret_key.txt is missing"), "{line}");
 }
 
 #[test]

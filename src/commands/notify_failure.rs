@@ -61,12 +61,10 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         .filter(|r| !r.is_empty())
         .or_else(|| systemd::show(&unit, "Result"))
         .unwrap_or_else(|| "unknown".to_owned());
-    // The key only to blank it out, should it ever have reached the journal:
-    // the unit's credential, or the key file when run by hand.
-    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
-    let passphrase = key::load(&key::key_path(&config.layout(), credentials.as_deref()))
-        .ok()
-        .map(|k| k.passphrase);
+    // The key only to blank it out, should it ever have reached the journal.
+    let layout = config.layout();
+    let passphrase = key::load(&layout.key_file).ok().map(|k| k.passphrase);
+    let cause = key::missing(&layout.key_file);
     let mut journal = redact(
         &systemd::journal_tail(&unit, args.lines),
         passphrase.as_ref(),
@@ -84,6 +82,7 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         unit: &unit,
         result: &result,
         journal: &journal,
+        cause: cause.as_deref(),
         date: &date,
     });
     if let Err(e) = smtp::send(

@@ -10,6 +10,7 @@ use chrono::TimeZone;
 use crate::backup_set::Stamp;
 use crate::config::Config;
 use crate::inventory::Inventory;
+use crate::key;
 use crate::report::{backup_status, check_health, render_table, Health};
 use crate::sys::python_local_zone;
 use crate::systemd;
@@ -82,12 +83,14 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     };
     let inventory = target.inventory()?;
     let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
+    let key_missing = key::missing(&config.layout().key_file);
     let (health, line) = check_health(
         &inventory,
         &target.describe(),
         now_us()?,
         args.max_age,
         failed,
+        key_missing.as_deref(),
     );
     println!("{line}");
     Ok(health.exit_code())

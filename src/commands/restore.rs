@@ -27,6 +27,9 @@ use crate::units::{self, DEFAULT_SERVICES, SERVICE};
 /// kept, renamed STORAGE_ROOT.before-restore-TIME, and its backup/ moves to
 /// the new tree), and starts the services again, also when a step fails.
 ///
+/// While a restore runs, a backup started by the timer refuses before it
+/// stops the mail, and names the restore; so does a second restore.
+///
 /// Examples:
 ///   mailbackup restore --to /root/restored --path mail/mailboxes/example.com/alice
 ///   mailbackup restore --to /root/yesterday --time 1D

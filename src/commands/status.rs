@@ -23,9 +23,9 @@ use crate::units::SERVICE;
 /// (directory, encpwfile, tz, backups) for the control panel.
 ///
 /// With --check, prints one line and exits like a Nagios/Icinga plugin: 0
-/// when the newest backup is younger than --max-age and the last run
-/// succeeded, 1 (warning) or 2 (critical) with the reason otherwise, 3 when
-/// it cannot tell.
+/// when the newest backup is younger than --max-age, the last run
+/// succeeded and the key file is there, 1 (warning) or 2 (critical) with the
+/// reason otherwise, 3 when it cannot tell.
 ///
 /// Examples:
 ///   mailbackup status --json

@@ -5,14 +5,25 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-/// An exclusive lock, held until dropped.
-pub struct Held(#[allow(dead_code)] Flock<File>);
+/// An exclusive lock, held until dropped. The file goes first, then the
+/// lock: nothing is left behind, and whoever looks meanwhile finds either
+/// the held lock or no file.
+pub struct Held {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 /// Takes the exclusive lock on `path` (created 0600 if missing) and writes
 /// `holder` into it. `Ok(Err(line))` when another process holds it: the
@@ -31,7 +42,10 @@ pub fn try_hold(path: &Path, holder: &str) -> Result<std::result::Result<Held, S
             lock.set_len(0)
                 .and_then(|()| lock.write_all(holder.as_bytes()))
                 .with_context(|| format!("Failed to write the lock file {}", path.display()))?;
-            Ok(Ok(Held(lock)))
+            Ok(Ok(Held {
+                path: path.to_owned(),
+                _lock: lock,
+            }))
         }
         Err((mut file, Errno::EWOULDBLOCK)) => Ok(Err(read_holder(&mut file))),
         Err((_, e)) => Err(e).with_context(|| format!("Failed to lock {}", path.display())),
@@ -82,8 +96,10 @@ mod tests {
         let again = try_hold(&path, "another").unwrap();
         assert_eq!(again.err().as_deref(), Some("a restore (pid 42)"));
         drop(held);
+        assert!(!path.exists(), "the lock file is left behind");
         assert_eq!(holder(&path).unwrap(), None);
-        assert!(try_hold(&path, "short").unwrap().is_ok());
+        let held = try_hold(&path, "short").unwrap().ok().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
+        drop(held);
     }
 }

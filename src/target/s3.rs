@@ -388,6 +388,10 @@ fn transport_failure(e: &ureq::Error, host: &str) -> String {
             _ if io.to_string().contains("failed to lookup address") => {
                 format!("name not resolved: {name} is not a known host name")
             }
+            // rustls, handed a plain-http answer to its TLS hello.
+            _ if io.to_string().contains("corrupt message") => format!(
+                "TLS with {host} failed ({io}): is it an https endpoint? (s3+http:// is plain http)"
+            ),
             _ => format!("unreachable: {host}: {io}"),
         },
         ureq::Error::Timeout(_) => format!("unreachable: no answer from {host}"),
@@ -543,5 +547,19 @@ mod tests {
         assert!(http_failure(301, &body("PermanentRedirect"), &t).starts_with("wrong region"));
         assert!(http_failure(500, "oops", &t).contains("HTTP 500"));
         assert!(!http_failure(403, &body("SignatureDoesNotMatch"), &t).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn https_to_a_plain_http_endpoint_says_which_to_write() {
+        // What rustls says when a plain-http server answers its hello.
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received corrupt message of type InvalidContentType",
+        );
+        let text = transport_failure(&ureq::Error::Io(io), "127.0.0.1:9000");
+        assert!(
+            text.starts_with("TLS with 127.0.0.1:9000 failed") && text.contains("s3+http://"),
+            "{text}"
+        );
     }
 }

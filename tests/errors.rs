@@ -103,6 +103,16 @@ fn missing_or_empty_key_starts_no_duplicity() {
         assert!(!out.status.success() || stderr(&out).contains("nothing to prune"));
     }
     assert!(!bin.join("argv").exists(), "duplicity was started");
+
+    // A new box where backup/ itself is missing: the restore names the key.
+    fs::remove_dir_all(mailbox.root.join("backup")).unwrap();
+    let dest = mailbox.dir.path().join("restored");
+    let out = mailbox
+        .cmd(&["restore", "--to", dest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, &[key.to_str().unwrap(), "your copy of the key"]);
+    assert!(!dest.exists() && !mailbox.root.join("backup").exists());
 }
 
 #[test]

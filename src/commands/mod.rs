@@ -77,14 +77,18 @@ fn refuse_during_restore(layout: &Layout) -> Result<()> {
 
 /// Held by a restore for its whole run: a backup started meanwhile refuses
 /// before it stops the mail. A second restore is refused.
-fn hold_restore_lock(layout: &Layout, what: &str) -> Result<lock::Held> {
+/// Without `backup/` there is no key either, which the restore then says.
+fn hold_restore_lock(layout: &Layout, what: &str) -> Result<Option<lock::Held>> {
+    if !layout.backup_dir.is_dir() {
+        return Ok(None);
+    }
     let holder = format!(
         "{what}, pid {}, since {}",
         std::process::id(),
         chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
     );
     match lock::try_hold(&layout.restore_lock, &holder)? {
-        Ok(held) => Ok(held),
+        Ok(held) => Ok(Some(held)),
         Err(other) => anyhow::bail!("another restore is running ({other}): wait for it to finish"),
     }
 }

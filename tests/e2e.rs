@@ -107,7 +107,13 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     let c = Container::boot();
     c.set_up_box(4, "--downtime full");
     c.ok("mkdir -p /home/user-data/backup/encrypted && mount -t tmpfs -o size=256k tmpfs /home/user-data/backup/encrypted");
+    // A drop-in that leaks the passphrase into the journal, as a careless
+    // hook or option might: the mail must blank it out.
+    c.ok("mkdir -p /etc/systemd/system/mailbackup.service.d && \
+          printf '[Service]\nExecStartPre=/bin/sh -c \"head -n1 /home/user-data/backup/secret_key.txt\"\n' \
+            > /etc/systemd/system/mailbackup.service.d/leak.conf && systemctl daemon-reload");
     let (rc, during) = c.start_backup_watching();
+    c.ok("rm /etc/systemd/system/mailbackup.service.d/leak.conf && systemctl daemon-reload");
     assert_ne!(rc, 0);
     assert!(
         during.iter().all(|d| d == "inactive inactive"),
@@ -129,7 +135,13 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
         "no journal in: {mail}"
     );
     let key = c.ok("head -n1 /home/user-data/backup/secret_key.txt");
+    assert!(
+        c.ok("journalctl -u mailbackup.service -o cat --no-pager")
+            .contains(key.trim()),
+        "the drop-in did not leak the passphrase"
+    );
     assert!(!mail.contains(key.trim()), "the passphrase is in the mail");
+    assert!(mail.contains("<redacted>"), "{mail}");
     let out = c.sh("mailbackup status --check");
     let line = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{line}");

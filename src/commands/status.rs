@@ -14,6 +14,7 @@ use crate::key;
 use crate::report::{backup_status, check_health, render_table, Health};
 use crate::sys::python_local_zone;
 use crate::systemd;
+use crate::target::Unusable;
 use crate::units::SERVICE;
 
 /// Show the backups: when, how old, full or incremental, size, and when they
@@ -25,7 +26,8 @@ use crate::units::SERVICE;
 /// With --check, prints one line and exits like a Nagios/Icinga plugin: 0
 /// when the newest backup is younger than --max-age, the last run
 /// succeeded and the key file is there, 1 (warning) or 2 (critical) with the
-/// reason otherwise, 3 when it cannot tell.
+/// reason otherwise (also when the bucket or directory of an off-site target
+/// does not exist), 3 when it cannot tell (a target it cannot reach).
 ///
 /// Examples:
 ///   mailbackup status --json
@@ -55,6 +57,13 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     }
     match check(config_path, args) {
         Ok(code) => Ok(code),
+        // The server says the bucket or directory is not there: then
+        // neither is any backup.
+        Err(e) if e.downcast_ref::<Unusable>().is_some_and(|u| u.absent) => {
+            let health = Health::Critical;
+            println!("MAILBACKUP {} - {e:#}", health.label());
+            Ok(health.exit_code())
+        }
         Err(e) => {
             println!("MAILBACKUP UNKNOWN - {e:#}");
             Ok(UNKNOWN)

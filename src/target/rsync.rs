@@ -13,9 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
-use super::{plain_word, SshFiles};
+use super::{plain_word, SshFiles, Unusable};
 use crate::inventory::{Entry, Inventory, InventoryBuilder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,14 +178,14 @@ impl Rsync {
         if out.status.success() {
             return Ok(out.stdout);
         }
-        Err(anyhow!(
-            "{} {doing}: {}",
-            self.describe(),
-            diagnose(
-                &String::from_utf8_lossy(&out.stderr),
-                out.status.code(),
-                self
-            )
+        let cause = diagnose(
+            &String::from_utf8_lossy(&out.stderr),
+            out.status.code(),
+            self,
+        );
+        Err(Unusable::error(
+            format!("{} {doing}: {cause}", self.describe()),
+            &cause,
         ))
     }
 

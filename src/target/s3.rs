@@ -22,7 +22,7 @@ use aws_sigv4::sign::v4;
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, UrlStyle};
 
-use super::Secret;
+use super::{Secret, Unusable};
 use crate::inventory::{Entry, Inventory, InventoryBuilder};
 
 /// The region requests are signed for when neither the URL nor the host
@@ -368,7 +368,8 @@ impl Client<'_> {
         if (200..300).contains(&status) {
             return Ok(text);
         }
-        bail!("{what} {doing}: {}", http_failure(status, &text, t))
+        let cause = http_failure(status, &text, t);
+        Err(Unusable::error(format!("{what} {doing}: {cause}"), &cause))
     }
 }
 

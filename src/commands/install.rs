@@ -565,7 +565,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 changed = true;
             }
         }
-    } else if !args.no_enable && changed {
+    } else if !manage_systemd && !args.no_enable && changed {
         println!(
             "{} is not {SYSTEM_UNIT_DIR}: the units are not enabled; start a backup with `systemctl start {SERVICE}` once they are installed there",
             dir.display()

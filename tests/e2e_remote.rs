@@ -294,7 +294,7 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
 }
 
 #[test]
-fn install_for_a_target_that_does_not_work_says_why_no_timer_was_enabled() {
+fn install_for_a_target_that_does_not_work_says_what_became_of_the_timers() {
     // No server is needed: nothing listens on the port, in a network of
     // the container's own.
     let c = Container::boot();
@@ -320,4 +320,21 @@ fn install_for_a_target_that_does_not_work_says_why_no_timer_was_enabled() {
         c.sh("systemctl is-enabled mailbackup.timer").stdout,
         b"disabled\n"
     );
+
+    // Backups to the box's own disk, timers on; then the target moves to a
+    // server that is down while install runs: the timers stay on (a server
+    // down during box setup must not end the backups), and install says so.
+    c.ok("echo 'target: local' > /home/user-data/backup/custom.yaml && mailbackup install");
+    c.ok("echo 'target: rsync://backup@127.0.0.1:1//srv/backups/box' > /home/user-data/backup/custom.yaml");
+    let out = c.sh("mailbackup install");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        err.contains(
+            "mailbackup.timer and mailbackup-verify.timer stay enabled from the earlier install"
+        ) && err.contains("administrator@box.example.com")
+            && !err.contains("no timer was enabled"),
+        "{err}"
+    );
+    assert_eq!(c.ok("systemctl is-enabled mailbackup.timer"), "enabled\n");
 }

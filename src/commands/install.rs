@@ -580,9 +580,26 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 public_key(key)?
             );
         }
-        eprintln!(
-            "mailbackup: no timer was enabled: fix the target (see `mailbackup check-target`), then run `mailbackup install` again"
-        );
+        // Timers that an earlier install enabled stay so: a server that is
+        // down while box setup re-runs install must not end the backups.
+        let enabled: Vec<&str> = plan
+            .iter()
+            .map(|(u, _, _)| u.name)
+            .filter(|name| name.ends_with(".timer"))
+            .filter(|name| manage_systemd && systemd::systemctl_says("is-enabled", name))
+            .collect();
+        if enabled.is_empty() {
+            eprintln!(
+                "mailbackup: no timer was enabled: fix the target (see `mailbackup check-target`), then run `mailbackup install` again"
+            );
+        } else {
+            eprintln!(
+                "mailbackup: {} {} enabled from the earlier install: backups to this target fail, and mail {}, until it works; fix it (see `mailbackup check-target`), then run `mailbackup install` again",
+                enabled.join(" and "),
+                if enabled.len() == 1 { "stays" } else { "stay" },
+                settings.mail_to
+            );
+        }
         return Ok(1);
     }
     if !changed && args.refresh {

@@ -292,3 +292,49 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
         "the restored box differs"
     );
 }
+
+#[test]
+fn install_for_a_target_that_does_not_work_says_what_became_of_the_timers() {
+    // No server is needed: nothing listens on the port, in a network of
+    // the container's own.
+    let c = Container::boot();
+    c.prepare_box(1);
+    c.ok("echo 'target: rsync://backup@127.0.0.1:1//srv/backups/box' > /home/user-data/backup/custom.yaml");
+    let out = c.sh("mailbackup install");
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        err.contains("unreachable") && err.contains("no timer was enabled"),
+        "{err}"
+    );
+    // The units are in the system's directory: no word of another one.
+    assert!(
+        text.contains("created /etc/systemd/system/mailbackup.service")
+            && !text.contains("is not /etc/systemd/system"),
+        "{text}"
+    );
+    assert_eq!(
+        c.sh("systemctl is-enabled mailbackup.timer").stdout,
+        b"disabled\n"
+    );
+
+    // Backups to the box's own disk, timers on; then the target moves to a
+    // server that is down while install runs: the timers stay on (a server
+    // down during box setup must not end the backups), and install says so.
+    c.ok("echo 'target: local' > /home/user-data/backup/custom.yaml && mailbackup install");
+    c.ok("echo 'target: rsync://backup@127.0.0.1:1//srv/backups/box' > /home/user-data/backup/custom.yaml");
+    let out = c.sh("mailbackup install");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        err.contains(
+            "mailbackup.timer and mailbackup-verify.timer stay enabled from the earlier install"
+        ) && err.contains("administrator@box.example.com")
+            && !err.contains("no timer was enabled"),
+        "{err}"
+    );
+    assert_eq!(c.ok("systemctl is-enabled mailbackup.timer"), "enabled\n");
+}

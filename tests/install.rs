@@ -385,6 +385,53 @@ fn a_new_option_updates_the_units_and_is_no_hand_edit() {
     );
 }
 
+/// A new backup target in custom.yaml changes the units (the network, the
+/// credential): `install` says the target changed, not that the units were
+/// edited by hand.
+#[test]
+fn a_new_target_updates_the_units_and_is_no_hand_edit() {
+    let moto = common::servers::Moto::start();
+    moto.create_bucket("box-backups");
+    let mut mailbox = install_box();
+    mailbox.secrets.push(moto.secret.clone());
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let settings = mailbox.root.join("backup/custom.yaml");
+    let service = units.join("mailbackup.service");
+    let said =
+        |text: &str, why: &str| text.contains(&format!("updated {} for {why}", service.display()));
+
+    mailbox.set_target(&moto.custom_yaml("box-backups/mail"));
+    let out = install(&mailbox, &units, &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(
+        said(
+            &text,
+            &format!("the backup target in {}", settings.display())
+        ) && !text.contains("by hand"),
+        "{text}"
+    );
+
+    // Back to the box's own directory, with a new option at once.
+    mailbox.set_target("target: local\n");
+    let out = install(&mailbox, &units, &["--on-calendar", "*-*-* 04:00:00"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(
+        said(
+            &text,
+            &format!(
+                "the options given and the backup target in {}",
+                settings.display()
+            )
+        ) && !text.contains("by hand"),
+        "{text}"
+    );
+}
+
 #[test]
 fn install_twice_changes_nothing_and_replaces_hand_edits() {
     let mailbox = install_box();

@@ -199,22 +199,36 @@ impl Choices {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Create,
-    /// The file is what the earlier options rendered: the options changed.
-    Update,
-    /// The file is neither what these options nor what the earlier ones
+    /// The file is what mailbackup rendered before, with other options or
+    /// for another kind of target: they changed.
+    Update(Why),
+    /// The file is neither what these settings nor what earlier ones
     /// render: edited by hand, or written by another version.
     Replace,
     Keep,
 }
 
+/// What changed since a unit was rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The options given to `install`.
+    Options,
+    /// The kind of backup target in custom.yaml.
+    Target,
+    /// Both.
+    OptionsAndTarget,
+}
+
 /// Compares a rendered unit with the file that is there now, and with
-/// what the earlier options rendered, if they differ.
-pub fn change_for(unit: &UnitFile, current: Option<&str>, earlier: Option<&str>) -> Change {
+/// what earlier settings rendered (each with what differs since).
+pub fn change_for(unit: &UnitFile, current: Option<&str>, earlier: &[(&str, Why)]) -> Change {
     match current {
         None => Change::Create,
         Some(c) if c == unit.content => Change::Keep,
-        Some(c) if Some(c) == earlier => Change::Update,
-        Some(_) => Change::Replace,
+        Some(c) => earlier
+            .iter()
+            .find(|(e, _)| *e == c)
+            .map_or(Change::Replace, |&(_, why)| Change::Update(why)),
     }
 }
 
@@ -276,7 +290,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         .target
         .as_ref()
         .map_or_else(UnitNeeds::default, |t| t.unit_needs(&target_settings.path));
-    let settings_for = |choices: &Choices, mail_to: String| UnitSettings {
+    let settings_for = |choices: &Choices, mail_to: String, target: &UnitNeeds| UnitSettings {
         config: config_path.clone(),
         layout: config.layout(),
         storage_user: user.to_owned(),
@@ -299,9 +313,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         .filter(|c| c != "never"),
         mail_to,
         choices: choices.to_record(),
-        target: target_needs.clone(),
+        target: target.clone(),
     };
-    let mut settings = settings_for(&choices, mail_to);
+    let mut settings = settings_for(&choices, mail_to, &target_needs);
     for spec in std::iter::once(&settings.on_calendar).chain(settings.verify_calendar.as_ref()) {
         units::calendar_spec(spec)?;
         systemd::check_calendar(spec)?;
@@ -317,26 +331,44 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     };
     let layout = settings.layout.clone();
     let rendered = units::render(&settings)?;
-    // What the earlier options rendered, to tell a change of options from
-    // a hand edit.
-    let earlier_rendered = if earlier != choices {
-        let mail_to = earlier
-            .mail_to
-            .clone()
-            .or_else(|| {
-                config
-                    .get("PRIMARY_HOSTNAME")
-                    .map(|h| format!("administrator@{h}"))
+    // What the earlier options, or these, rendered for another kind of
+    // target, to tell a change of options or of target from a hand edit.
+    let earlier_mail_to = earlier
+        .mail_to
+        .clone()
+        .or_else(|| {
+            config
+                .get("PRIMARY_HOSTNAME")
+                .map(|h| format!("administrator@{h}"))
+        })
+        .unwrap_or_default();
+    let mut earlier_rendered = Vec::new();
+    for needs in UnitNeeds::of_every_kind(&target_settings.path) {
+        let other_target = needs != target_needs;
+        let mut variants = Vec::new();
+        if earlier != choices {
+            let why = if other_target {
+                Why::OptionsAndTarget
+            } else {
+                Why::Options
+            };
+            variants.push((settings_for(&earlier, earlier_mail_to.clone(), &needs), why));
+        }
+        if other_target {
+            variants.push((
+                settings_for(&choices, settings.mail_to.clone(), &needs),
+                Why::Target,
+            ));
+        }
+        for (variant, why) in variants {
+            let units = units::render(&UnitSettings {
+                bin: settings.bin.clone(),
+                ..variant
             })
             .unwrap_or_default();
-        units::render(&UnitSettings {
-            bin: settings.bin.clone(),
-            ..settings_for(&earlier, mail_to)
-        })
-        .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+            earlier_rendered.extend(units.into_iter().map(|u| (u, why)));
+        }
+    }
     if kept != Choices::default() {
         println!(
             "keeping the options of the earlier install: {}",
@@ -347,13 +379,14 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     let mut plan = Vec::new();
     for unit in &rendered {
         let path = dir.join(unit.name);
-        let before = earlier_rendered
+        let before: Vec<(&str, Why)> = earlier_rendered
             .iter()
-            .find(|u| u.name == unit.name)
-            .map(|u| u.content.as_str());
+            .filter(|(u, _)| u.name == unit.name)
+            .map(|(u, why)| (u.content.as_str(), *why))
+            .collect();
         plan.push((
             unit,
-            change_for(unit, read_unit(&path)?.as_deref(), before),
+            change_for(unit, read_unit(&path)?.as_deref(), &before),
             path,
         ));
     }
@@ -466,7 +499,19 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     for (_, change, path) in &plan {
         match change {
             Change::Create => println!("created {}", path.display()),
-            Change::Update => println!("updated {} for the options given", path.display()),
+            Change::Update(Why::Options) => {
+                println!("updated {} for the options given", path.display())
+            }
+            Change::Update(Why::Target) => println!(
+                "updated {} for the backup target in {}",
+                path.display(),
+                target_settings.path.display()
+            ),
+            Change::Update(Why::OptionsAndTarget) => println!(
+                "updated {} for the options given and the backup target in {}",
+                path.display(),
+                target_settings.path.display()
+            ),
             Change::Replace => println!(
                 "replaced {}: it differed from what mailbackup renders (edited by hand, or written by another \
                  version); local changes belong in a drop-in, `systemctl edit {}`",
@@ -520,7 +565,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 changed = true;
             }
         }
-    } else if !args.no_enable && changed {
+    } else if !manage_systemd && !args.no_enable && changed {
         println!(
             "{} is not {SYSTEM_UNIT_DIR}: the units are not enabled; start a backup with `systemctl start {SERVICE}` once they are installed there",
             dir.display()
@@ -535,9 +580,26 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 public_key(key)?
             );
         }
-        eprintln!(
-            "mailbackup: no timer was enabled: fix the target (see `mailbackup check-target`), then run `mailbackup install` again"
-        );
+        // Timers that an earlier install enabled stay so: a server that is
+        // down while box setup re-runs install must not end the backups.
+        let enabled: Vec<&str> = plan
+            .iter()
+            .map(|(u, _, _)| u.name)
+            .filter(|name| name.ends_with(".timer"))
+            .filter(|name| manage_systemd && systemd::systemctl_says("is-enabled", name))
+            .collect();
+        if enabled.is_empty() {
+            eprintln!(
+                "mailbackup: no timer was enabled: fix the target (see `mailbackup check-target`), then run `mailbackup install` again"
+            );
+        } else {
+            eprintln!(
+                "mailbackup: {} {} enabled from the earlier install: backups to this target fail, and mail {}, until it works; fix it (see `mailbackup check-target`), then run `mailbackup install` again",
+                enabled.join(" and "),
+                if enabled.len() == 1 { "stays" } else { "stay" },
+                settings.mail_to
+            );
+        }
         return Ok(1);
     }
     if !changed && args.refresh {
@@ -752,15 +814,20 @@ mod tests {
             name: "x.service",
             content: "a\n".into(),
         };
-        assert_eq!(change_for(&unit, None, None), Change::Create);
-        assert_eq!(change_for(&unit, Some("a\n"), None), Change::Keep);
+        assert_eq!(change_for(&unit, None, &[]), Change::Create);
+        assert_eq!(change_for(&unit, Some("a\n"), &[]), Change::Keep);
+        assert_eq!(change_for(&unit, Some("a\n# mine\n"), &[]), Change::Replace);
+        let earlier = [("b\n", Why::Options), ("c\n", Why::Target)];
         assert_eq!(
-            change_for(&unit, Some("a\n# mine\n"), None),
-            Change::Replace
+            change_for(&unit, Some("b\n"), &earlier),
+            Change::Update(Why::Options)
         );
-        assert_eq!(change_for(&unit, Some("b\n"), Some("b\n")), Change::Update);
         assert_eq!(
-            change_for(&unit, Some("b\n# mine\n"), Some("b\n")),
+            change_for(&unit, Some("c\n"), &earlier),
+            Change::Update(Why::Target)
+        );
+        assert_eq!(
+            change_for(&unit, Some("b\n# mine\n"), &earlier),
             Change::Replace
         );
     }

@@ -187,19 +187,33 @@ impl Target {
 
     /// What the units need for this target, given where the settings are.
     pub fn unit_needs(&self, settings_file: &Path) -> UnitNeeds {
+        let [local, rsync, s3] = UnitNeeds::of_every_kind(settings_file);
         match &self.kind {
-            Kind::Local(_) => UnitNeeds::default(),
-            Kind::Rsync(_) => UnitNeeds {
+            Kind::Local(_) => local,
+            Kind::Rsync(_) => rsync,
+            Kind::S3(_) => s3,
+        }
+    }
+}
+
+impl UnitNeeds {
+    /// What the units need for each kind of target (a local one, an ssh
+    /// server, an S3 bucket), given where the settings are: `install` tells
+    /// the units of an earlier target from units edited by hand.
+    pub fn of_every_kind(settings_file: &Path) -> [UnitNeeds; 3] {
+        [
+            UnitNeeds::default(),
+            UnitNeeds {
                 network: true,
                 state_directory: true,
                 credentials: Vec::new(),
             },
-            Kind::S3(_) => UnitNeeds {
+            UnitNeeds {
                 network: true,
                 state_directory: false,
                 credentials: vec![(SETTINGS_CREDENTIAL, settings_file.to_owned())],
             },
-        }
+        ]
     }
 }
 

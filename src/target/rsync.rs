@@ -344,6 +344,13 @@ fn diagnose(stderr: &str, code: Option<i32>, target: &Rsync) -> String {
         Some(p) if p != 22 => format!("[{}]:{p}", host.trim_matches(['[', ']'])),
         _ => host.trim_matches(['[', ']']).to_owned(),
     };
+    // sshd's note on a user whose home directory is missing, printed on
+    // every login, names no cause of this failure.
+    let stderr: String = stderr
+        .lines()
+        .filter(|l| !l.starts_with("Could not chdir to home directory"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let has = |s: &str| stderr.contains(s);
     if has("Address family not supported") {
         super::NO_NETWORK.to_owned()
@@ -371,6 +378,15 @@ fn diagnose(stderr: &str, code: Option<i32>, target: &Rsync) -> String {
         || has("Connection closed")
     {
         format!("unreachable: no connection to {host_port}")
+    } else if has("is your shell clean") {
+        // What nologin or a talkative shell startup file writes reaches
+        // rsync in the place of its protocol.
+        format!(
+            "no usable shell: {user} logs in on {host} with the key, but its shell (nologin?) \
+             or the shell's startup files print text, and rsync cannot start: give {user} a \
+             shell such as /bin/sh, with startup files that print nothing",
+            user = target.user
+        )
     } else if has("No such file or directory") {
         format!(
             "no such path: {} does not exist on {host}: create it there (duplicity does not)",
@@ -537,5 +553,19 @@ mod tests {
             d("socket: Address family not supported by protocol\n").contains("mailbackup install")
         );
         assert!(d("something else\n").contains("something else"));
+        // A user without a home directory: sshd says so at each login.
+        let no_home = "Could not chdir to home directory /home/u: No such file or directory\n";
+        assert!(d(&format!(
+            "{no_home}rsync: [sender] change_dir \"/srv/b\" failed: Permission denied (13)\n"
+        ))
+        .starts_with("permission denied"),);
+        assert!(
+            d(&format!("{no_home}protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)\nrsync error: protocol incompatibility (code 2) at compat.c(625) [Receiver=3.5.0]\n"))
+                .starts_with("no usable shell"),
+        );
+        assert!(
+            d(&format!("{no_home}rsync: [sender] change_dir \"/srv/b\" failed: No such file or directory (2)\n"))
+                .starts_with("no such path"),
+        );
     }
 }

@@ -657,10 +657,14 @@ fn refresh_renders_the_installed_units_anew_with_their_options_and_config() {
     let text = stdout(&out);
     for path in [&service, &timer] {
         assert!(
-            text.contains(&format!("replaced {}", path.display())),
+            text.contains(&format!(
+                "replaced {} with what this version of mailbackup renders",
+                path.display()
+            )),
             "{text}"
         );
     }
+    assert!(!text.contains("edited by hand"), "{text}");
     assert!(
         text.contains("keeping the options of the earlier install: --on-calendar '*-*-* 04:30:00' --verify-calendar never"),
         "{text}"

@@ -512,6 +512,14 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
                 path.display(),
                 target_settings.path.display()
             ),
+            // A refresh runs on a package upgrade: the new version's
+            // templates are why, as a rule, not a hand edit.
+            Change::Replace if args.refresh => println!(
+                "replaced {} with what this version of mailbackup renders (a hand edit in it, if any, \
+                 is gone: local changes belong in a drop-in, `systemctl edit {}`)",
+                path.display(),
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
             Change::Replace => println!(
                 "replaced {}: it differed from what mailbackup renders (edited by hand, or written by another \
                  version); local changes belong in a drop-in, `systemctl edit {}`",

@@ -317,6 +317,14 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
         journal.contains("a restore is running (mailbackup restore --to, pid 4242)"),
         "{journal}"
     );
+    // So does the mail: the snapshot unit's journal, where the cause is,
+    // and only this run's lines, not those of the backup that succeeded.
+    let mail = c.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
+    assert!(
+        mail.contains("a restore is running (mailbackup restore --to, pid 4242)"),
+        "{mail}"
+    );
+    assert!(!mail.contains("Backup Statistics"), "{mail}");
     assert!(!c.ok("ls /srv/box/user-data/backup").contains("snapshot"));
 }
 

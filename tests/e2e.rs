@@ -32,6 +32,18 @@ fn install_back_up_join_and_uninstall() {
         c.ok("mailbackup install --downtime full").trim(),
         "mailbackup is installed already: nothing changed"
     );
+    // A service that is no unit here (a typo) would fail every backup at
+    // its stop: refused, and nothing written.
+    let units = "cat /etc/systemd/system/mailbackup*";
+    let before = c.ok(units);
+    let out = c.sh("mailbackup install --services dovecot.service postfx.service");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postfx.service"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(c.ok(units), before);
 
     // The backup: mail down while duplicity runs, up after, hook as the user.
     let (rc, during) = c.start_backup_watching();

@@ -7,6 +7,8 @@ pub struct FailureReport<'a> {
     pub host: &'a str,
     pub to: &'a str,
     pub unit: &'a str,
+    /// The units whose journal is quoted: the unit, and the units it ran.
+    pub journal_units: &'a [&'a str],
     /// systemd's Result= of the unit (`exit-code`, `signal`, `timeout`, …).
     pub result: &'a str,
     pub journal: &'a str,
@@ -46,6 +48,7 @@ pub fn redact(text: &str, passphrase: Option<&Passphrase>) -> String {
 /// The whole message, headers and body, for `sendmail -t`.
 pub fn failure_mail(r: &FailureReport<'_>) -> String {
     let journal: String = r.journal.lines().map(|l| format!("    {l}\n")).collect();
+    let see: String = r.journal_units.iter().map(|u| format!(" -u {u}")).collect();
     let cause = r
         .cause
         .map(|c| format!("Cause: {c}.\n\n"))
@@ -69,7 +72,7 @@ pub fn failure_mail(r: &FailureReport<'_>) -> String {
          The last lines of its journal:\n\
          \n\
          {journal}\n\
-         To see more: journalctl -u {unit}\n\
+         To see more: journalctl{see}\n\
          To try again: systemctl start {unit}\n",
         host = r.host,
         to = r.to,
@@ -107,6 +110,7 @@ mod tests {
             host: "box.example.com",
             to: "administrator@box.example.com",
             unit: "mailbackup.service",
+            journal_units: &["mailbackup.service", "mailbackup-snapshot.service"],
             result: "exit-code",
             journal: "line one\nline two",
             cause: None,
@@ -119,10 +123,14 @@ mod tests {
         assert!(m.contains("\n\nmailbackup.service failed on box.example.com"));
         assert!(m.contains("    line one\n    line two\n"));
         assert!(!m.contains("Cause:"));
+        assert!(m.contains(
+            "To see more: journalctl -u mailbackup.service -u mailbackup-snapshot.service\n"
+        ));
         let m = failure_mail(&FailureReport {
             host: "box.example.com",
             to: "administrator@box.example.com",
             unit: "mailbackup.service",
+            journal_units: &["mailbackup.service"],
             result: "exit-code",
             journal: "line one",
             cause: Some("the backup key /k is missing"),

@@ -80,23 +80,43 @@ pub fn show(unit: &str, property: &str) -> Option<String> {
     (out.status.success() && !value.is_empty()).then_some(value)
 }
 
-/// The last `lines` lines of a unit's journal.
-pub fn journal_tail(unit: &str, lines: u32) -> String {
-    Command::new("journalctl")
-        .args([
-            "--no-pager",
-            "-o",
-            "short-iso",
-            "-n",
-            &lines.to_string(),
-            "-u",
-            unit,
-        ])
-        .stdin(Stdio::null())
+/// The last `lines` lines of the journal of `units`, interleaved in time;
+/// with `since` (a time `journalctl --since` takes), only those from then on.
+pub fn journal_tail(units: &[&str], lines: u32, since: Option<&str>) -> String {
+    let mut cmd = Command::new("journalctl");
+    cmd.args(["--no-pager", "-o", "short-iso", "-n", &lines.to_string()]);
+    for unit in units {
+        cmd.args(["-u", unit]);
+    }
+    if let Some(since) = since {
+        cmd.args(["--since", since]);
+    }
+    cmd.stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
+}
+
+/// When a unit's run (its invocation ID, 32 hex digits) began: the time of
+/// its first journal entry (systemd's "Starting …"), as `@SECONDS` for
+/// `journalctl --since`; None when the journal has none.
+pub fn invocation_start(invocation: &str) -> Option<String> {
+    if invocation.len() != 32 || !invocation.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let out = Command::new("journalctl")
+        .args(["--no-pager", "-q", "-o", "short-unix"])
+        .arg(format!("INVOCATION_ID={invocation}"))
+        .arg("+")
+        .arg(format!("_SYSTEMD_INVOCATION_ID={invocation}"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stamp = text.lines().next()?.split_whitespace().next()?;
+    stamp.parse::<f64>().is_ok().then(|| format!("@{stamp}"))
 }
 
 /// Whether this system runs systemd (sd_booted): a package may be upgraded

@@ -32,6 +32,18 @@ fn install_back_up_join_and_uninstall() {
         c.ok("mailbackup install --downtime full").trim(),
         "mailbackup is installed already: nothing changed"
     );
+    // A service that is no unit here (a typo) would fail every backup at
+    // its stop: refused, and nothing written.
+    let units = "cat /etc/systemd/system/mailbackup*";
+    let before = c.ok(units);
+    let out = c.sh("mailbackup install --services dovecot.service postfx.service");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postfx.service"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(c.ok(units), before);
 
     // The backup: mail down while duplicity runs, up after, hook as the user.
     let (rc, during) = c.start_backup_watching();
@@ -317,6 +329,14 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
         journal.contains("a restore is running (mailbackup restore --to, pid 4242)"),
         "{journal}"
     );
+    // So does the mail: the snapshot unit's journal, where the cause is,
+    // and only this run's lines, not those of the backup that succeeded.
+    let mail = c.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
+    assert!(
+        mail.contains("a restore is running (mailbackup restore --to, pid 4242)"),
+        "{mail}"
+    );
+    assert!(!mail.contains("Backup Statistics"), "{mail}");
     assert!(!c.ok("ls /srv/box/user-data/backup").contains("snapshot"));
 }
 

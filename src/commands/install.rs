@@ -331,6 +331,11 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     };
     let layout = settings.layout.clone();
     let rendered = units::render(&settings)?;
+    // Where systemd runs, a service it does not know (a typo) would fail
+    // every backup at its stop. A package upgrade changes no choice.
+    if !args.refresh && systemd::is_system_unit_dir(dir) && systemd::is_booted() {
+        check_services(&settings.services, |s| systemd::show(s, "LoadState"))?;
+    }
     // What the earlier options, or these, rendered for another kind of
     // target, to tell a change of options or of target from a hand edit.
     let earlier_mail_to = earlier
@@ -638,6 +643,27 @@ fn refuse_a_new_key_for_old_backups(layout: &crate::config::Layout) -> Result<()
     )
 }
 
+/// Every service to stop is a unit systemd can load (`LoadState=loaded`:
+/// not `not-found`, `masked` or broken); `load_state` asks systemd.
+pub fn check_services(
+    services: &[String],
+    load_state: impl Fn(&str) -> Option<String>,
+) -> Result<()> {
+    for service in services {
+        match load_state(service).as_deref() {
+            Some("loaded") => {}
+            // systemd cannot be asked: nothing to go by.
+            None => {}
+            Some(state) => bail!(
+                "--services: {service} is not a unit systemd can start here (it is {state}): \
+                 every backup would fail stopping it; name the mail services installed \
+                 (`systemctl list-units --type=service`)"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// `--downtime pause` freezes the mail services' cgroups, which systemd can
 /// do only on the unified (v2) hierarchy.
 pub fn check_freezing(hierarchy: CgroupHierarchy) -> Result<()> {
@@ -814,6 +840,28 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn services_systemd_cannot_load_are_refused() {
+        let services = vec!["dovecot.service".to_owned(), "postfx.service".to_owned()];
+        let state = |s: &str| {
+            Some(
+                if s == "dovecot.service" {
+                    "loaded"
+                } else {
+                    "not-found"
+                }
+                .to_owned(),
+            )
+        };
+        let e = check_services(&services, state).unwrap_err().to_string();
+        assert!(
+            e.contains("postfx.service") && e.contains("not-found"),
+            "{e}"
+        );
+        assert!(check_services(&services[..1], state).is_ok());
+        assert!(check_services(&services, |_| None).is_ok());
     }
 
     #[test]

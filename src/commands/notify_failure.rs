@@ -65,8 +65,21 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
     let layout = config.layout();
     let passphrase = key::load(&layout.key_file).ok().map(|k| k.passphrase);
     let cause = key::missing(&layout.key_file);
+    // The backup's snapshot is taken by a unit of its own, whose journal
+    // says why it failed (a restore running, say) where the backup's says
+    // only that it did.
+    let mut journal_units = vec![unit.as_str()];
+    if unit == units::SERVICE {
+        journal_units.push(units::SNAPSHOT_SERVICE);
+    }
+    // Only the lines of the run that failed, not those of earlier runs.
+    let since = std::env::var("MONITOR_INVOCATION_ID")
+        .ok()
+        .filter(|i| !i.is_empty())
+        .or_else(|| systemd::show(&unit, "InvocationID"))
+        .and_then(|i| systemd::invocation_start(&i));
     let mut journal = redact(
-        &systemd::journal_tail(&unit, args.lines),
+        &systemd::journal_tail(&journal_units, args.lines, since.as_deref()),
         passphrase.as_ref(),
     );
     // And the target's secret: the settings may not parse, then there is none.
@@ -80,6 +93,7 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         host: &host,
         to: &args.to,
         unit: &unit,
+        journal_units: &journal_units,
         result: &result,
         journal: &journal,
         cause: cause.as_deref(),

@@ -66,8 +66,8 @@ pub fn failure_mail(r: &FailureReport<'_>) -> String {
          {unit} failed on {host} with result \"{result}\".\n\
          \n\
          {cause}\
-         The mail services were started again. Until this is fixed, new mail is\n\
-         not backed up.\n\
+         The mail services run again (started if the backup had stopped them).\n\
+         Until this is fixed, new mail is not backed up.\n\
          \n\
          The last lines of its journal:\n\
          \n\

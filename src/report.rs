@@ -235,10 +235,15 @@ pub fn check_health(
     let health = problems.first().map_or(Health::Ok, |p| p.0);
     let text = match (&problems[..], newest, age_hours) {
         ([], Some(b), Some(age)) => format!(
-            "newest backup {age:.1} hours ago ({}, {}); {} backups, {}",
+            "newest backup {age:.1} hours ago ({}, {}); {} backup{}, {}",
             if b.full { "full" } else { "incremental" },
             human_size(b.size),
             inventory.backups.len(),
+            if inventory.backups.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
             human_size(total)
         ),
         _ => problems
@@ -532,7 +537,9 @@ mod tests {
         let (h, line) = check(vec![young.clone()], 0, false);
         assert_eq!(h, Health::Ok);
         assert!(
-            line.starts_with("MAILBACKUP OK - newest backup 12.0 hours ago (full, 2.0 KiB)"),
+            line.starts_with(
+                "MAILBACKUP OK - newest backup 12.0 hours ago (full, 2.0 KiB); 1 backup, 2.0 KiB|"
+            ),
             "{line}"
         );
         assert!(

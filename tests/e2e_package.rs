@@ -123,6 +123,15 @@ fn upgrade_remove_and_purge_reach_the_units_and_never_the_backups() {
         1
     );
 
+    // A failed run before the removal: purge must not leave it behind as a
+    // failed unit that is not found ("degraded").
+    c.ok("mv /home/user-data/backup/secret_key.txt /root/key.saved");
+    assert!(!c.sh("systemctl start mailbackup.service").status.success());
+    c.ok("mv /root/key.saved /home/user-data/backup/secret_key.txt");
+    assert!(c
+        .ok("systemctl list-units --all --failed --no-legend 'mailbackup*'")
+        .contains("mailbackup.service"));
+
     // Removal: the timers stop, the units and everything else stay.
     let kept = c.ok(KEPT);
     c.ok("DEBIAN_FRONTEND=noninteractive apt-get remove -y mailbackup");
@@ -153,6 +162,10 @@ fn upgrade_remove_and_purge_reach_the_units_and_never_the_backups() {
         "links that lead nowhere"
     );
     assert_eq!(c.ok(KEPT), kept);
+    assert_eq!(
+        c.ok("systemctl list-units --all --failed --no-legend 'mailbackup*'"),
+        ""
+    );
     c.mail_is_up();
 
     // An upgrade where mailbackup install never ran writes nothing either.

@@ -44,6 +44,11 @@ pub fn run(_config_path: &Path, args: &UninstallArgs) -> Result<u8> {
             disabled += 1;
         }
     }
+    // A run that failed would stay listed as failed, and once the units are
+    // gone (a purge) as failed and not found: the system "degraded".
+    if manage_systemd && systemd::is_booted() {
+        let _ = systemd::systemctl(&["reset-failed", "mailbackup*"]);
+    }
     if args.keep_units {
         if disabled == 0 {
             println!("no mailbackup timers in {}: nothing to stop", dir.display());

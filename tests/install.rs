@@ -221,6 +221,14 @@ fn installed_units_verify_cleanly() {
     }
 }
 
+/// The content of each of mailbackup's units in `units`, None where missing.
+fn unit_contents(units: &Path) -> Vec<Option<Vec<u8>>> {
+    units::ALL
+        .iter()
+        .map(|n| fs::read(units.join(n)).ok())
+        .collect()
+}
+
 /// `systemd-analyze security --offline` of one rendered service.
 fn exposure(settings: &UnitSettings, name: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
@@ -548,10 +556,7 @@ fn a_bare_reinstall_keeps_the_options_chosen_before() {
     ];
     let out = install(&mailbox, &units, &chosen);
     assert!(out.status.success(), "{}", describe(&out));
-    let written: Vec<_> = units::ALL
-        .iter()
-        .map(|n| fs::read(units.join(n)).ok())
-        .collect();
+    let written = unit_contents(&units);
     let service = fs::read_to_string(units.join(units::SERVICE)).unwrap();
     assert!(service.contains("ExecStartPre=/usr/bin/systemctl stop nginx.service"));
 
@@ -563,10 +568,7 @@ fn a_bare_reinstall_keeps_the_options_chosen_before() {
         "{text}"
     );
     assert!(text.contains("nothing changed"), "{text}");
-    let again: Vec<_> = units::ALL
-        .iter()
-        .map(|n| fs::read(units.join(n)).ok())
-        .collect();
+    let again = unit_contents(&units);
     assert_eq!(written, again, "a bare install changed the units");
 
     // One option given again changes; the others stay.
@@ -639,10 +641,7 @@ fn refresh_renders_the_installed_units_anew_with_their_options_and_config() {
     ];
     let out = install(&mailbox, &units, &chosen);
     assert!(out.status.success(), "{}", describe(&out));
-    let written: Vec<_> = units::ALL
-        .iter()
-        .map(|n| fs::read(units.join(n)).ok())
-        .collect();
+    let written = unit_contents(&units);
 
     // What an older version's templates made: a line less, a line more.
     let service = units.join(units::SERVICE);
@@ -670,10 +669,7 @@ fn refresh_renders_the_installed_units_anew_with_their_options_and_config() {
         "{text}"
     );
     assert!(!text.contains("enabled") && !text.contains("key"), "{text}");
-    let again: Vec<_> = units::ALL
-        .iter()
-        .map(|n| fs::read(units.join(n)).ok())
-        .collect();
+    let again = unit_contents(&units);
     assert_eq!(written, again);
     assert!(!mailbox.key_file().exists(), "a refresh made a key");
 

@@ -25,8 +25,8 @@ pub fn run(config_path: &Path, _args: &CheckTargetArgs) -> Result<u8> {
     let settings = super::load_settings(&config)?;
     let Some(target) = &settings.target else {
         println!(
-            "mailbackup: backups are off (target: off in {}): there is no target to check",
-            settings.path.display()
+            "mailbackup: {}: there is no target to check",
+            settings.off()
         );
         return Ok(0);
     };

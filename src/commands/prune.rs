@@ -27,10 +27,7 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
     let layout = config.layout();
     let settings = super::load_settings(&config)?;
     let Some(target) = &settings.target else {
-        eprintln!(
-            "mailbackup: backups are off (target: off in {}): nothing to prune",
-            settings.path.display()
-        );
+        eprintln!("mailbackup: {}: nothing to prune", settings.off());
         return Ok(0);
     };
     if target.inventory()?.backups.is_empty() {

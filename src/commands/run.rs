@@ -59,10 +59,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     let layout = config.layout();
     let settings = super::load_settings(&config)?;
     let Some(target) = &settings.target else {
-        eprintln!(
-            "mailbackup: backups are off (target: off in {}): nothing backed up",
-            settings.path.display()
-        );
+        eprintln!("mailbackup: {}: nothing backed up", settings.off());
         return Ok(0);
     };
     super::refuse_during_restore(&layout)?;

@@ -84,9 +84,9 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     let Some(target) = &settings.target else {
         let health = Health::Critical;
         println!(
-            "MAILBACKUP {} - backups are off (target: off in {})|backups=0",
+            "MAILBACKUP {} - {}|backups=0",
             health.label(),
-            settings.path.display()
+            settings.off()
         );
         return Ok(health.exit_code());
     };

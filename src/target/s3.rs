@@ -376,6 +376,11 @@ impl Client<'_> {
 /// A failure to reach the server, by cause.
 fn transport_failure(e: &ureq::Error, host: &str) -> String {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let tls = |why: &dyn std::fmt::Display| {
+        format!(
+            "TLS with {host} failed ({why}): is it an https endpoint? (s3+http:// is plain http)"
+        )
+    };
     match e {
         ureq::Error::HostNotFound => format!("name not resolved: {name} is not a known host name"),
         ureq::Error::Io(io) if io.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
@@ -390,18 +395,12 @@ fn transport_failure(e: &ureq::Error, host: &str) -> String {
                 format!("name not resolved: {name} is not a known host name")
             }
             // rustls, handed a plain-http answer to its TLS hello.
-            _ if io.to_string().contains("corrupt message") => format!(
-                "TLS with {host} failed ({io}): is it an https endpoint? (s3+http:// is plain http)"
-            ),
+            _ if io.to_string().contains("corrupt message") => tls(io),
             _ => format!("unreachable: {host}: {io}"),
         },
         ureq::Error::Timeout(_) => format!("unreachable: no answer from {host}"),
         ureq::Error::ConnectionFailed => format!("unreachable: no connection to {host}"),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
-            format!(
-                "TLS with {host} failed ({e}): is it an https endpoint? (s3+http:// is plain http)"
-            )
-        }
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => tls(e),
         _ => format!("{host}: {e}"),
     }
 }

@@ -71,11 +71,15 @@ impl Settings {
         match self.target {
             Some(t) => Ok(t),
             None => bail!(
-                "backups are off (target: off in {}): there are no backups to use; \
-                 set target in that file",
-                self.path.display()
+                "{}: there are no backups to use; set target in that file",
+                self.off()
             ),
         }
+    }
+
+    /// What every command says when `target: off`: which file says so.
+    pub fn off(&self) -> String {
+        format!("backups are off (target: off in {})", self.path.display())
     }
 
     /// Reads the settings: from the systemd credential when the unit loaded

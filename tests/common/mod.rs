@@ -505,21 +505,19 @@ pub fn assert_same_tree(want: &BTreeMap<String, FileState>, got: &BTreeMap<Strin
 /// cache and GnuPG home) and the key file's first line; `time` as duplicity
 /// takes it. Returns the restored directory.
 pub fn plain_restore(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>) -> PathBuf {
-    let dest = tempfile::Builder::new()
-        .prefix("restore")
-        .tempdir_in(mailbox.dir.path())
-        .unwrap()
-        .keep()
-        .join("restored");
-    plain_restore_to(mailbox, flavor, time, &dest);
-    dest
+    plain_restore_from(mailbox, flavor, &local_url(mailbox), &[], &[], time)
 }
 
 /// `plain_restore` into `dest`, which must not exist.
 pub fn plain_restore_to(mailbox: &MailBox, flavor: &Flavor, time: Option<&str>, dest: &Path) {
+    plain_restore_url_to(mailbox, flavor, &local_url(mailbox), &[], &[], time, dest);
+}
+
+/// The duplicity URL of the box's local target.
+fn local_url(mailbox: &MailBox) -> OsString {
     let mut url = OsString::from("file://");
     url.push(mailbox.target());
-    plain_restore_url_to(mailbox, flavor, &url, &[], &[], time, dest);
+    url
 }
 
 /// Restores from the duplicity target `url` with plain duplicity, its

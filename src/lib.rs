@@ -2,23 +2,17 @@
 //! `STORAGE_ROOT` with duplicity, with scheduling, locking and service
 //! restarts left to systemd.
 
-pub mod backup_set;
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod duplicity;
-pub mod inventory;
 pub mod key;
-pub mod migration;
-pub mod notify;
-pub mod pytime;
-pub mod report;
-pub mod smtp;
+pub mod mail;
 pub mod snapshot;
+pub mod status;
 pub mod sys;
 pub mod systemd;
-pub mod target;
-pub mod units;
 
 use anyhow::Result;
 

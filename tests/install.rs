@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use mailbackup::backend::UnitNeeds;
 use mailbackup::config::Layout;
-use mailbackup::target::UnitNeeds;
-use mailbackup::units::{self, UnitSettings};
+use mailbackup::systemd::units::{self, UnitSettings};
 
 fn golden_dir(set: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,13 +137,13 @@ fn install_box() -> MailBox {
 }
 
 fn ensure_user(name: &str) {
-    if uzers::get_user_by_name(name).is_none() {
+    if !mailbackup::sys::user_exists(name) {
         let out = Command::new("useradd")
             .args(["--system", "--no-create-home", name])
             .output()
             .unwrap();
         assert!(
-            out.status.success() || uzers::get_user_by_name(name).is_some(),
+            out.status.success() || mailbackup::sys::user_exists(name),
             "{}",
             describe(&out)
         );

@@ -63,7 +63,7 @@ fn the_package_ships_the_binary_docs_completions_and_maintainer_scripts() {
 #[test]
 fn the_purge_script_knows_the_units_by_the_mark_install_writes() {
     let postrm = include_str!("../packaging/scripts/postrm");
-    let mark = mailbackup::units::GENERATED_MARK;
+    let mark = mailbackup::systemd::units::GENERATED_MARK;
     assert!(
         postrm.contains(&format!("'{mark}'*)")),
         "packaging/scripts/postrm does not match units by {mark:?}"

@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::backend::{Settings, UnitNeeds};
 use crate::config::Config;
 use crate::key;
 use crate::sys::CgroupHierarchy;
-use crate::systemd::{self, SYSTEM_UNIT_DIR};
-use crate::target::{Settings, UnitNeeds};
-use crate::units::{
+use crate::systemd::units::{
     self, Downtime, UnitFile, UnitSettings, CHOICES_MARK, DEFAULT_CALENDAR, DEFAULT_SERVICES,
     DEFAULT_VERIFY_CALENDAR, GENERATED_MARK, OPTIONAL_UNITS, SERVICE, VERIFY_TIMER,
 };
+use crate::systemd::{self, SYSTEM_UNIT_DIR};
 
 /// Install the systemd units that run the backup, and enable its timers.
 ///
@@ -264,7 +264,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             config_path.display()
         );
     };
-    if uzers::get_user_by_name(user).is_none() {
+    if !crate::sys::user_exists(user) {
         bail!(
             "STORAGE_USER in {} is {user:?}, which is not a user on this system: create it or fix the setting",
             config_path.display()
@@ -628,7 +628,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
 /// next backups succeed, encrypted with the new key, and the newest state
 /// then restores with neither key. Only a box without backups gets a new key.
 fn refuse_a_new_key_for_old_backups(layout: &crate::config::Layout) -> Result<()> {
-    let held = crate::inventory::Inventory::scan(&layout.encrypted_dir)?;
+    let held = crate::duplicity::inventory::Inventory::scan(&layout.encrypted_dir)?;
     if held.backups.is_empty() {
         return Ok(());
     }

@@ -18,10 +18,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::backend::{Settings, SshFiles, STATE_DIRECTORY};
 use crate::config::{Config, Layout};
 use crate::key::{self, LoadedKey};
 use crate::sys::lock;
-use crate::target::{Settings, SshFiles, STATE_DIRECTORY};
 
 /// Loads the passphrase the way every duplicity command needs it: from the
 /// systemd credential when there is one, else from the key file, warning

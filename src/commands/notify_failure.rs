@@ -5,10 +5,11 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::config::Config;
-use crate::notify::{failure_mail, redact, valid_address, FailureReport};
+use crate::key;
+use crate::mail::failure::{failure_mail, redact, valid_address, FailureReport};
+use crate::mail::smtp;
 use crate::systemd;
-use crate::units;
-use crate::{key, smtp};
+use crate::systemd::units;
 
 /// The box's own mail server.
 pub const LOCAL_SMTP: &str = "127.0.0.1:25";

@@ -6,14 +6,14 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::backend::Target;
 use crate::commands::install::Choices;
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity};
-use crate::report::human_size;
+use crate::status::report::human_size;
 use crate::sys::free_bytes;
 use crate::systemd;
-use crate::target::Target;
-use crate::units::{self, DEFAULT_SERVICES, SERVICE};
+use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 
 /// Restore the backup, or part of it, into a directory or in place.
 ///

@@ -5,10 +5,10 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::config::Config;
+use crate::duplicity::inventory::Backup;
+use crate::duplicity::migration;
 use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
-use crate::inventory::Backup;
-use crate::migration;
-use crate::report::should_force_full;
+use crate::status::report::should_force_full;
 
 /// Back up STORAGE_ROOT (without its backup/ directory) with duplicity.
 ///
@@ -139,7 +139,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup_set::Stamp;
+    use crate::duplicity::backup_set::Stamp;
 
     fn backup(date: &str, full: bool, size: u64) -> Backup {
         Backup {

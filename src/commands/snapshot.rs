@@ -7,8 +7,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use crate::config::Config;
-use crate::report::human_size;
 use crate::snapshot::{self, SnapshotStats};
+use crate::status::report::human_size;
 
 /// Take a snapshot of STORAGE_ROOT for the backup, or remove it.
 ///

@@ -7,15 +7,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use chrono::TimeZone;
 
-use crate::backup_set::Stamp;
+use crate::backend::Unusable;
 use crate::config::Config;
-use crate::inventory::Inventory;
+use crate::duplicity::backup_set::Stamp;
+use crate::duplicity::inventory::Inventory;
 use crate::key;
-use crate::report::{backup_status, check_health, render_table, Health};
+use crate::status::report::{backup_status, check_health, render_table, Health};
 use crate::sys::python_local_zone;
 use crate::systemd;
-use crate::target::Unusable;
-use crate::units::SERVICE;
+use crate::systemd::units::SERVICE;
 
 /// Show the backups: when, how old, full or incremental, size, and when they
 /// will be deleted. Never writes anything.

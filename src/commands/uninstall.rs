@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::install::read_unit;
+use crate::systemd::units::{self, GENERATED_MARK, TIMER, VERIFY_TIMER};
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
-use crate::units::{self, GENERATED_MARK, TIMER, VERIFY_TIMER};
 
 /// Stop and disable the backup timer and remove mailbackup's units.
 ///

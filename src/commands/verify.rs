@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity, Outcome, Source};
 use crate::systemd;
-use crate::units::SERVICE;
+use crate::systemd::units::SERVICE;
 
 /// How many differences the summary names.
 const SHOWN: usize = 50;

@@ -7,7 +7,7 @@ pub mod lock;
 
 use std::ffi::CStr;
 
-use crate::pytime::LocalZone;
+use crate::status::pytime::LocalZone;
 
 /// `localtime_r(t)`: the UTC offset in seconds east, whether DST is in
 /// effect, and the zone's abbreviation.
@@ -82,6 +82,14 @@ pub fn cgroup_hierarchy() -> CgroupHierarchy {
 /// The home directory of the user this process runs as, from the password
 /// database.
 pub fn effective_user_home() -> Option<std::path::PathBuf> {
-    use uzers::os::unix::UserExt;
-    uzers::get_user_by_uid(uzers::get_effective_uid()).map(|u| u.home_dir().to_owned())
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+}
+
+/// Whether `name` is a user in the password database. A failed lookup
+/// counts as no such user.
+pub fn user_exists(name: &str) -> bool {
+    nix::unistd::User::from_name(name).is_ok_and(|u| u.is_some())
 }

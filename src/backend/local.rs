@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::inventory::Inventory;
+use crate::duplicity::inventory::Inventory;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Local {

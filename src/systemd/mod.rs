@@ -1,4 +1,8 @@
-//! Calls to `systemctl` and `systemd-analyze`.
+//! systemd: the units mailbackup writes (`units`), and the calls to
+//! `systemctl`, `systemd-analyze` and `journalctl` that install, restore,
+//! status and the failure mail make.
+
+pub mod units;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

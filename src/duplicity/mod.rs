@@ -1,4 +1,10 @@
-//! duplicity's command lines, built from the layout, and running them.
+//! duplicity: its command lines, built from the layout, and running them;
+//! its file names on the target (`backup_set`), what a target holds
+//! (`inventory`), and the move from the pre-2015 layout (`migration`).
+
+pub mod backup_set;
+pub mod inventory;
+pub mod migration;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,9 +15,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::backend::Target;
 use crate::config::Layout;
 use crate::key::Passphrase;
-use crate::target::Target;
 
 /// The volume size of the reference, in MB.
 pub const VOLSIZE_MB: u32 = 250;
@@ -53,7 +59,7 @@ pub enum Source {
     /// `STORAGE_ROOT` without its `backup/` directory, except for the
     /// directories in `include` (which lie inside it).
     Live { include: Vec<PathBuf> },
-    /// A snapshot of `STORAGE_ROOT` (see `snapshot.rs`), backed up in its
+    /// A snapshot of `STORAGE_ROOT` (see `crate::snapshot`), backed up in its
     /// place: the paths in the backup are the same. duplicity runs inside
     /// it and backs up `.`, so that no path it opens is longer than in a
     /// live backup (the kernel refuses paths past 4,096 bytes).
@@ -429,7 +435,7 @@ mod tests {
     }
 
     fn local() -> Target {
-        crate::target::Settings::default_for(&layout())
+        crate::backend::Settings::default_for(&layout())
             .target
             .unwrap()
     }
@@ -647,8 +653,8 @@ mod tests {
     #[test]
     fn a_remote_target_puts_its_options_before_its_url() {
         let ssh =
-            crate::target::SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"));
-        let target = crate::target::Settings::parse(
+            crate::backend::SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"));
+        let target = crate::backend::Settings::parse(
             Path::new("/srv/backup/custom.yaml"),
             "target: rsync://u@h:2222//srv/b\n",
             &Layout::new(Path::new("/srv")),

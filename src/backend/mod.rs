@@ -1,4 +1,4 @@
-//! Where backups go. `STORAGE_ROOT/backup/custom.yaml`, Mail-in-a-Box's own
+//! The backends: where backups go. `STORAGE_ROOT/backup/custom.yaml`, Mail-in-a-Box's own
 //! file, is parsed once (`settings.rs`) into a `Target`: a directory on this
 //! box, an ssh server reached with rsync, or an S3 bucket. The target knows
 //! its duplicity URL, the options and environment duplicity needs for it, how
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::inventory::Inventory;
+use crate::duplicity::inventory::Inventory;
 
 pub use settings::{Settings, SETTINGS_CREDENTIAL, SETTINGS_FILE};
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::backup_set::{Part, SetNameParser, Stamp};
+use crate::duplicity::backup_set::{Part, SetNameParser, Stamp};
 
 /// One backup: every file on the target with the same end time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use serde_norway::Value;
 
 use super::{local::Local, rsync::Rsync, s3::S3, Kind, Secret, SshFiles, Target};
 use crate::config::Layout;
-use crate::report::KEEP_BACKUPS_FOR_DAYS;
+use crate::status::report::KEEP_BACKUPS_FOR_DAYS;
 
 /// The settings file's name in `STORAGE_ROOT/backup/`.
 pub const SETTINGS_FILE: &str = "custom.yaml";

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::config::Layout;
-use crate::inventory::{Backup, Inventory};
-use crate::pytime::{c_locale_date_time, py_round, reldate, LocalZone, Moment};
+use crate::duplicity::inventory::{Backup, Inventory};
+use crate::status::pytime::{c_locale_date_time, py_round, reldate, LocalZone, Moment};
 
 /// Backups are deleted when the newest increment of their chain is this old.
 pub const KEEP_BACKUPS_FOR_DAYS: u32 = 3;
@@ -338,7 +338,7 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup_set::Stamp;
+    use crate::duplicity::backup_set::Stamp;
     use std::path::Path;
 
     fn backup(date: &str, previous: Option<&str>, size: u64) -> Backup {

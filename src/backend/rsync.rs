@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use super::{plain_word, SshFiles, Unusable};
-use crate::inventory::{Entry, Inventory, InventoryBuilder};
+use crate::duplicity::inventory::{Entry, Inventory, InventoryBuilder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rsync {

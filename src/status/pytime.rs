@@ -329,7 +329,7 @@ mod tests {
     /// fixed offset, dt2 in UTC, and the fields of `relativedelta(dt1, dt2)`.
     #[test]
     fn relativedelta_matches_dateutil() {
-        let table = include_str!("../tests/data/relativedelta.tsv");
+        let table = include_str!("../../tests/data/relativedelta.tsv");
         let mut rows = 0;
         for line in table.lines().skip(1) {
             let f: Vec<&str> = line.split('\t').collect();

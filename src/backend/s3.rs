@@ -23,7 +23,7 @@ use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, UrlStyle};
 
 use super::{Secret, Unusable};
-use crate::inventory::{Entry, Inventory, InventoryBuilder};
+use crate::duplicity::inventory::{Entry, Inventory, InventoryBuilder};
 
 /// The region requests are signed for when neither the URL nor the host
 /// name says; S3-compatible servers other than AWS mostly ignore it.

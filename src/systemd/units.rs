@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use askama::Template;
 
+use crate::backend::UnitNeeds;
 use crate::config::Layout;
-use crate::target::UnitNeeds;
 
 pub const SERVICE: &str = "mailbackup.service";
 pub const TIMER: &str = "mailbackup.timer";
@@ -321,7 +321,7 @@ pub fn config_in(service_unit: &str) -> Option<PathBuf> {
         .map(|path| PathBuf::from(path.replace("%%", "%")))
 }
 
-/// Renders the three units. Pure: the same settings give the same bytes.
+/// Renders every unit that `install` writes. Pure: the same settings give the same bytes.
 pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     let l = &settings.layout;
     let config = unit_path("The configuration file", &settings.config)?;
@@ -337,7 +337,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         .as_deref()
         .map(calendar_spec)
         .transpose()?;
-    if !crate::notify::valid_address(&settings.mail_to) {
+    if !crate::mail::failure::valid_address(&settings.mail_to) {
         bail!(
             "{:?} is not an email address to tell of failures",
             settings.mail_to

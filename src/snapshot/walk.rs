@@ -1,105 +1,20 @@
-//! A point-in-time view of `STORAGE_ROOT`, made while the mail services are
-//! stopped (or frozen), so that they can run again while duplicity backs it
-//! up.
-//!
-//! The rule: a file is hard-linked unless a mail service may change it in
-//! place once it runs again; only those are copied. A hard link holds a file
-//! as it was for as long as nobody writes into it, at no cost in time or
-//! space:
-//!
-//! - Maildir messages (`cur/`, `new/`, `tmp/`) are never changed in place:
-//!   Dovecot renames a message to change its flags and unlinks it to expunge
-//!   it. Linked.
-//! - The rest of `mail/` is what the mail services write in place: Dovecot's
-//!   indexes, caches, transaction logs and uid lists, quota files, sieve
-//!   scripts, the spam filter's database, `users.sqlite`. Copied, and so is
-//!   any Dovecot file (`dovecot*`, `maildirsize`, `subscriptions`) elsewhere.
-//! - Everything else (Nextcloud's files, web sites, certificates, DNS) is
-//!   written by services that the backup never stopped: Mail-in-a-Box's
-//!   backup.py read them live, while those services ran. A link gives the
-//!   backup that same view, at no cost. Linked.
-//!
-//! It is taken in two steps, so that the mail waits for little more than a
-//! directory listing per mailbox:
-//!
-//! 1. `prepare`, while the mail runs: the whole tree, every link, every
-//!    copy but those of `mail/`. Most of the work.
-//! 2. `complete`, while the mail is stopped or frozen: `mail/` and every
-//!    Maildir elsewhere are brought up to date. A message is linked again
-//!    only if its name or inode changed since; the copies of `mail/` are
-//!    made now.
-//!
-//! Copies keep owners, modes (set-id bits included), times and holes, so the
-//! snapshot backs up exactly as `STORAGE_ROOT` would have. The tree is
-//! walked relative to open directories, on many threads, so that no path is
-//! longer than the kernel's limit for one name.
+//! The parallel walk that builds a snapshot: directories relative to open
+//! descriptors, on many threads, each entry linked or copied as the policy
+//! (`policy.rs`) says.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::policy::Region;
+use super::{file_name, stat_of, SnapshotStats};
 use crate::config::Layout;
-use crate::migration;
-use crate::sys::fs::{raise_open_files_limit, too_many_links, DirFd, Entry, Kind, Stat};
-
-/// The directory of `STORAGE_ROOT` that the mail services write.
-pub const MAIL_DIR: &str = "mail";
-
-/// What taking a snapshot did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SnapshotStats {
-    pub linked: u64,
-    /// Links and directories that a completing snapshot found up to date.
-    pub kept: u64,
-    /// Entries of the prepared snapshot gone from the data since.
-    pub removed: u64,
-    pub copied: u64,
-    /// The bytes of data copied (holes are not).
-    pub copied_bytes: u64,
-    pub directories: u64,
-    /// Sockets: duplicity leaves them out of a live backup too.
-    pub skipped: u64,
-    /// Why hard links were impossible, where they were: then files were
-    /// copied instead.
-    pub no_links_because: Vec<String>,
-    /// The newest modification time of a copied file, in whole seconds,
-    /// not counting times in the future.
-    pub newest_copied_mtime: i64,
-}
-
-impl SnapshotStats {
-    fn add(&mut self, other: SnapshotStats) {
-        self.linked += other.linked;
-        self.kept += other.kept;
-        self.removed += other.removed;
-        self.copied += other.copied;
-        self.copied_bytes += other.copied_bytes;
-        self.directories += other.directories;
-        self.skipped += other.skipped;
-        self.no_links_because.extend(other.no_links_because);
-        self.newest_copied_mtime = self.newest_copied_mtime.max(other.newest_copied_mtime);
-    }
-}
-
-/// When the mail services may run again after a snapshot whose newest
-/// copied file was modified in the second `newest_copied_mtime`.
-///
-/// duplicity tells a changed file by its size and its modification time in
-/// whole seconds. Were a service to rewrite a file (an index of the same
-/// size, say) in the same second as the snapshot copied it, the next backup
-/// would take the file for unchanged and keep the old copy. So the services
-/// run again only once the clock has passed that second, with a margin for
-/// the coarse clock of file times.
-pub fn safe_restart_at(newest_copied_mtime: i64) -> Duration {
-    Duration::from_secs(newest_copied_mtime.max(0) as u64 + 1) + Duration::from_millis(20)
-}
+use crate::sys::fs::{too_many_links, DirFd, Entry, Kind, Stat};
 
 /// The present time in whole seconds since the epoch.
 fn now_secs() -> i64 {
@@ -109,7 +24,7 @@ fn now_secs() -> i64 {
 }
 
 /// Opens the directory `rel` below `dir`, one name at a time.
-fn open_path(dir: &DirFd, rel: &Path) -> std::io::Result<DirFd> {
+pub(super) fn open_path(dir: &DirFd, rel: &Path) -> std::io::Result<DirFd> {
     let mut names = rel.components().map(|c| c.as_os_str());
     let Some(first) = names.next() else {
         return dir.open_dir(OsStr::new("."));
@@ -121,287 +36,25 @@ fn open_path(dir: &DirFd, rel: &Path) -> std::io::Result<DirFd> {
     Ok(at)
 }
 
-/// Where in `STORAGE_ROOT` a directory lies, which decides what is copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
-    /// `STORAGE_ROOT` itself.
-    Root,
-    /// Under `mail/`, outside the Maildir message folders.
-    Mail,
-    /// A Maildir's `cur/`, `new/` or `tmp/`, anywhere.
-    Messages,
-    /// Anywhere else.
-    Other,
-}
-
-impl Region {
-    /// The region of the subdirectory `name`; `is_maildir` tells whether
-    /// this directory is a Maildir (has `cur/` and `tmp/`).
-    pub fn child(self, name: &OsStr, is_maildir: impl FnOnce() -> bool) -> Region {
-        let name = name.as_bytes();
-        match self {
-            Region::Messages => Region::Messages,
-            _ if matches!(name, b"cur" | b"new" | b"tmp") && is_maildir() => Region::Messages,
-            Region::Root if name == MAIL_DIR.as_bytes() => Region::Mail,
-            Region::Root => Region::Other,
-            region => region,
-        }
-    }
-
-    /// Whether a file called `name` here is copied rather than linked: the
-    /// mail services may change it in place.
-    pub fn copies(self, name: &OsStr) -> bool {
-        match self {
-            Region::Messages => false,
-            Region::Mail => true,
-            Region::Root | Region::Other => is_dovecot_file(name.as_bytes()),
-        }
-    }
-}
-
-/// The files Dovecot rewrites in place, wherever a mailbox lies.
-fn is_dovecot_file(name: &[u8]) -> bool {
-    name.starts_with(b"dovecot")
-        || name.starts_with(b".dovecot")
-        || name == b"maildirsize"
-        || name == b"subscriptions"
-}
-
-/// Takes a snapshot of `STORAGE_ROOT` in one go: `prepare`, then
-/// `complete`.
-pub fn take(layout: &Layout) -> Result<SnapshotStats> {
-    let mut stats = prepare(layout)?;
-    stats.add(complete(layout)?);
-    Ok(stats)
-}
-
-/// The first step, while the mail runs: the snapshot of `STORAGE_ROOT`
-/// (without `backup/`, but with the legacy `backup/duplicity` of the 2014
-/// layout) in `backup/snapshot.partial`, but for the copies of `mail/`. A
-/// snapshot left by an interrupted run is set aside, to be removed with
-/// this one after the backup: removing a million links takes minutes.
-pub fn prepare(layout: &Layout) -> Result<SnapshotStats> {
-    set_aside(layout)?;
-    raise_open_files_limit();
-    let root = open_root(layout)?;
-    let backup = DirFd::open(&layout.backup_dir)
-        .with_context(|| format!("Failed to open {}", layout.backup_dir.display()))?;
-    let partial = backup
-        .make_dir(file_name(&layout.snapshot_partial)?)
-        .with_context(|| format!("Failed to create {}", layout.snapshot_partial.display()))?;
-    let walk = Walk::new(layout, &partial, Step::Prepare)?;
-    let meta = stat_of(&root, &layout.storage_root)?;
-    let top = Arc::new(walk.top(root, partial, meta, PathBuf::new(), Region::Root, false));
-    walk.push(Job::Fill(top.clone()));
-    if let Some(legacy) = migration::legacy_dir(layout) {
-        // backup/duplicity, under a backup/ of its own.
-        let meta = stat_of(&backup, &layout.backup_dir)?;
-        let name = file_name(&layout.backup_dir)?;
-        let dst = top
-            .dst
-            .make_dir(name)
-            .with_context(|| format!("Failed to create the snapshot's {}", legacy.display()))?;
-        top.pending.fetch_add(1, Ordering::SeqCst);
-        let node = Arc::new(Node {
-            pending: AtomicUsize::new(2),
-            parent: Some(top.clone()),
-            ..walk.top(backup, dst, meta, PathBuf::from(name), Region::Other, false)
-        });
-        walk.push(Job::Open {
-            parent: node.clone(),
-            name: file_name(&legacy)?.to_owned(),
-            existing: false,
-        });
-        walk.finish(&node)?;
-    }
-    drop(top);
-    let mut stats = walk.run()?;
-    if meta.dev != walk.dst_dev {
-        stats.no_links_because.insert(
-            0,
-            format!(
-                "{} is on another filesystem than {}: files cannot be hard-linked into the snapshot",
-                layout.backup_dir.display(),
-                layout.storage_root.display()
-            ),
-        );
-    }
-    // Where Maildirs lie outside mail/, for the second step.
-    let maildirs = walk
-        .maildirs
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    let mut list = Vec::new();
-    for dir in &maildirs {
-        list.extend_from_slice(dir.as_os_str().as_bytes());
-        list.push(0);
-    }
-    std::fs::write(&layout.snapshot_maildirs, list)
-        .with_context(|| format!("Failed to write {}", layout.snapshot_maildirs.display()))?;
-    Ok(stats)
-}
-
-/// The second step, while the mail is stopped or frozen: brings `mail/` and
-/// the Maildirs elsewhere up to date in the prepared snapshot, and moves it
-/// into place. Without a prepared snapshot, takes a whole one.
-pub fn complete(layout: &Layout) -> Result<SnapshotStats> {
-    let Ok(list) = std::fs::read(&layout.snapshot_maildirs) else {
-        remove(layout)?;
-        return take(layout);
-    };
-    if !layout.snapshot_partial.is_dir() {
-        remove(layout)?;
-        return take(layout);
-    }
-    raise_open_files_limit();
-    let root = open_root(layout)?;
-    let partial = DirFd::open(&layout.snapshot_partial)
-        .with_context(|| format!("Failed to open {}", layout.snapshot_partial.display()))?;
-    let mut roots: BTreeSet<PathBuf> = list
-        .split(|&b| b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
-        .collect();
-    roots.insert(PathBuf::from(MAIL_DIR));
-    let walk = Walk::new(layout, &partial, Step::Complete)?;
-    for rel in &roots {
-        walk.sync_root(&root, &partial, rel)?;
-    }
-    let mut stats = walk.run()?;
-    stats.no_links_because.dedup();
-    // A Maildir made or removed since the first step changed the time of
-    // the directory that holds it.
-    for rel in roots
-        .iter()
-        .filter_map(|r| r.parent())
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        if let (Ok(src), Ok(dst)) = (open_path(&root, rel), open_path(&partial, rel)) {
-            let path = layout.storage_root.join(rel);
-            dst.set_attributes(&stat_of(&src, &path)?)
-                .with_context(|| {
-                    format!(
-                        "Failed to give the snapshot's copy of {} its times",
-                        path.display()
-                    )
-                })?;
-        }
-    }
-    let meta = stat_of(&root, &layout.storage_root)?;
-    partial.set_attributes(&meta).with_context(|| {
-        format!(
-            "Failed to give {} the owner, mode and times of {}",
-            layout.snapshot_partial.display(),
-            layout.storage_root.display()
-        )
-    })?;
-    std::fs::rename(&layout.snapshot_partial, &layout.snapshot_dir).with_context(|| {
-        format!(
-            "Failed to move the snapshot {} into place",
-            layout.snapshot_partial.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&layout.snapshot_maildirs);
-    Ok(stats)
-}
-
-fn open_root(layout: &Layout) -> Result<DirFd> {
-    DirFd::open(&layout.storage_root)
-        .with_context(|| format!("Failed to open {}", layout.storage_root.display()))
-}
-
-fn stat_of(dir: &DirFd, path: &Path) -> Result<Stat> {
-    dir.stat()
-        .with_context(|| format!("Failed to read {}", path.display()))
-}
-
-/// Renames what an interrupted run left (a snapshot, complete or not) to
-/// `snapshot.leftover-N`: one rename, whatever its size.
-fn set_aside(layout: &Layout) -> Result<()> {
-    for dir in [&layout.snapshot_dir, &layout.snapshot_partial] {
-        if std::fs::symlink_metadata(dir).is_err() {
-            continue;
-        }
-        let aside = (1..)
-            .map(|n| {
-                let mut name = layout.snapshot_leftover.clone().into_os_string();
-                name.push(format!("-{n}"));
-                PathBuf::from(name)
-            })
-            .find(|p| std::fs::symlink_metadata(p).is_err())
-            .unwrap_or_else(|| layout.snapshot_leftover.clone());
-        std::fs::rename(dir, &aside).with_context(|| {
-            format!(
-                "Failed to move the snapshot {} that an earlier run left aside",
-                dir.display()
-            )
-        })?;
-    }
-    Ok(())
-}
-
-/// The snapshot, complete or not, and those set aside.
-fn snapshot_dirs(layout: &Layout) -> Vec<PathBuf> {
-    let mut dirs = vec![layout.snapshot_dir.clone(), layout.snapshot_partial.clone()];
-    let prefix = layout
-        .snapshot_leftover
-        .file_name()
-        .map(|n| n.as_bytes().to_vec())
-        .unwrap_or_default();
-    if let Ok(entries) = std::fs::read_dir(&layout.backup_dir) {
-        dirs.extend(
-            entries
-                .flatten()
-                .filter(|e| e.file_name().as_bytes().starts_with(&prefix))
-                .map(|e| e.path()),
-        );
-    }
-    dirs
-}
-
-/// Removes the snapshot, complete or not, and any set aside. Returns
-/// whether there was one.
-pub fn remove(layout: &Layout) -> Result<bool> {
-    let _ = std::fs::remove_file(&layout.snapshot_maildirs);
-    let mut removed = false;
-    for dir in snapshot_dirs(layout) {
-        // std removes a tree relative to open directories: any depth.
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => removed = true,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("Failed to remove the snapshot {}", dir.display()))
-            }
-        }
-    }
-    Ok(removed)
-}
-
-fn file_name(path: &Path) -> Result<&OsStr> {
-    path.file_name()
-        .with_context(|| format!("{} has no file name", path.display()))
-}
-
 /// A directory being copied: its source and its copy, open, and how many
 /// parts of it are still to do (its own entries, and each subdirectory).
 /// When none is left, the copy gets its attributes and the parent is told.
-struct Node {
-    src: DirFd,
-    dst: DirFd,
-    meta: Stat,
+pub(super) struct Node {
+    pub(super) src: DirFd,
+    pub(super) dst: DirFd,
+    pub(super) meta: Stat,
     /// Relative to `STORAGE_ROOT`, for messages.
-    rel: PathBuf,
-    region: Region,
+    pub(super) rel: PathBuf,
+    pub(super) region: Region,
     /// The copy may hold entries already (a prepared snapshot): compare.
-    existing: bool,
+    pub(super) existing: bool,
     /// Nothing here can be hard-linked (another filesystem): copy all.
-    copy_all: AtomicBool,
-    parent: Option<Arc<Node>>,
-    pending: AtomicUsize,
+    pub(super) copy_all: AtomicBool,
+    pub(super) parent: Option<Arc<Node>>,
+    pub(super) pending: AtomicUsize,
 }
 
-enum Job {
+pub(super) enum Job {
     /// Go through the entries of an open directory.
     Fill(Arc<Node>),
     /// Open the subdirectory `name` of `parent` and its copy (created
@@ -422,18 +75,18 @@ struct Queue {
 
 /// Which step of a snapshot a walk makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(super) enum Step {
     /// While the mail runs: all but the copies of `mail/`.
     Prepare,
     /// While the mail waits: `mail/` and the Maildirs, up to date.
     Complete,
 }
 
-struct Walk<'a> {
+pub(super) struct Walk<'a> {
     layout: &'a Layout,
     step: Step,
     /// The filesystem of the snapshot: links reach only into it.
-    dst_dev: u64,
+    pub(super) dst_dev: u64,
     queue: Mutex<Queue>,
     wake: Condvar,
     /// Why hard links are impossible at all (fs.protected_hardlinks without
@@ -441,11 +94,11 @@ struct Walk<'a> {
     no_links: OnceLock<String>,
     error: Mutex<Option<anyhow::Error>>,
     /// Maildirs outside `mail/`, relative to `STORAGE_ROOT`.
-    maildirs: Mutex<BTreeSet<PathBuf>>,
+    pub(super) maildirs: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl<'a> Walk<'a> {
-    fn new(layout: &'a Layout, snapshot: &DirFd, step: Step) -> Result<Walk<'a>> {
+    pub(super) fn new(layout: &'a Layout, snapshot: &DirFd, step: Step) -> Result<Walk<'a>> {
         let dst_dev = stat_of(snapshot, &layout.snapshot_partial)?.dev;
         Ok(Walk {
             layout,
@@ -460,7 +113,7 @@ impl<'a> Walk<'a> {
     }
 
     /// A top node, which no parent waits for.
-    fn top(
+    pub(super) fn top(
         &self,
         src: DirFd,
         dst: DirFd,
@@ -485,7 +138,7 @@ impl<'a> Walk<'a> {
     /// Queues the directory `rel` of `STORAGE_ROOT` to be brought up to
     /// date in the snapshot `dst`: created there when new, removed there
     /// when gone.
-    fn sync_root(&self, root: &DirFd, dst: &DirFd, rel: &Path) -> Result<()> {
+    pub(super) fn sync_root(&self, root: &DirFd, dst: &DirFd, rel: &Path) -> Result<()> {
         let path = self.layout.storage_root.join(rel);
         let (Some(name), Some(parent)) = (rel.file_name(), rel.parent()) else {
             return Ok(());
@@ -532,7 +185,7 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    fn push(&self, job: Job) {
+    pub(super) fn push(&self, job: Job) {
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -545,7 +198,7 @@ impl<'a> Walk<'a> {
     /// CPUs: a link waits on the filesystem's journal and locks as much as
     /// it computes (8 threads on 2 CPUs link 50,000 files in three quarters
     /// of the time 2 threads take, on ext4).
-    fn run(&self) -> Result<SnapshotStats> {
+    pub(super) fn run(&self) -> Result<SnapshotStats> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = (cpus * 4).clamp(4, 16);
         let results: Vec<SnapshotStats> = std::thread::scope(|s| {
@@ -855,7 +508,7 @@ impl<'a> Walk<'a> {
     /// One part of `node` is done; when it was the last, the copy gets its
     /// attributes (after its entries: adding one changes a directory's
     /// time) and its parent is told.
-    fn finish(&self, node: &Arc<Node>) -> Result<()> {
+    pub(super) fn finish(&self, node: &Arc<Node>) -> Result<()> {
         let mut node = node.clone();
         loop {
             if node.pending.fetch_sub(1, Ordering::SeqCst) != 1 {
@@ -871,67 +524,6 @@ impl<'a> Walk<'a> {
                 Some(parent) => node = parent.clone(),
                 None => return Ok(()),
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_services_wait_for_the_next_second() {
-        assert_eq!(
-            safe_restart_at(1_800_000_000),
-            Duration::from_millis(1_800_000_001_020)
-        );
-        assert_eq!(safe_restart_at(0), Duration::from_millis(1_020));
-    }
-
-    fn os(s: &str) -> &OsStr {
-        OsStr::new(s)
-    }
-
-    #[test]
-    fn regions() {
-        let root = Region::Root;
-        assert_eq!(root.child(os("mail"), || false), Region::Mail);
-        assert_eq!(root.child(os("owncloud"), || false), Region::Other);
-        let mail = Region::Mail;
-        assert_eq!(mail.child(os("mailboxes"), || false), Region::Mail);
-        assert_eq!(mail.child(os("cur"), || true), Region::Messages);
-        assert_eq!(mail.child(os("tmp"), || true), Region::Messages);
-        assert_eq!(
-            mail.child(os("cur"), || false),
-            Region::Mail,
-            "a cur without tmp is no Maildir"
-        );
-        assert_eq!(
-            mail.child(os("sieve"), || panic!(
-                "only cur, new and tmp are looked at"
-            )),
-            Region::Mail
-        );
-        assert_eq!(Region::Other.child(os("new"), || true), Region::Messages);
-        assert_eq!(Region::Messages.child(os("x"), || false), Region::Messages);
-    }
-
-    #[test]
-    fn what_is_copied() {
-        assert!(!Region::Messages.copies(os("1790000000.M1P1.box,S=300:2,S")));
-        assert!(!Region::Messages.copies(os("dovecot.index")));
-        assert!(Region::Mail.copies(os("users.sqlite")));
-        assert!(Region::Mail.copies(os("dovecot.index.log")));
-        assert!(!Region::Other.copies(os("photo.jpg")));
-        assert!(!Region::Root.copies(os("owncloud.db")));
-        for name in [
-            "dovecot.index.cache",
-            "dovecot-uidlist",
-            ".dovecot.lda-dupes",
-            "maildirsize",
-            "subscriptions",
-        ] {
-            assert!(Region::Other.copies(os(name)), "{name}");
         }
     }
 }

@@ -1,0 +1,5 @@
+//! Mail to the administrator: the message that says a unit failed
+//! (`failure`), and handing it to the box's own mail server (`smtp`).
+
+pub mod failure;
+pub mod smtp;

@@ -280,7 +280,7 @@ impl Container {
             chown -R 5000:5000 $R/mail && chmod -R go-rwx $R/mail
             mkdir -p $R && chown user-data $R
             mkdir -p $R/backup
-            printf '#!/bin/sh\n{{ id -un; echo "$STORAGE_ROOT $PRIMARY_HOSTNAME"; }} > $STORAGE_ROOT/hook-ran\n' > $R/backup/after-backup
+            printf '#!/bin/sh\n{{ id -un; echo "$STORAGE_ROOT $PRIMARY_HOSTNAME"; }} > $STORAGE_ROOT/hook-ran.tmp && mv $STORAGE_ROOT/hook-ran.tmp $STORAGE_ROOT/hook-ran\n' > $R/backup/after-backup
             chmod 755 $R/backup/after-backup
             "#
         )));

@@ -182,7 +182,7 @@ impl Rsync {
         let code = out.status.code();
         // ssh's own failures, passed on by rsync: what a connection tells.
         let probed = match code {
-            Some(SSH_FAILED) => probe(&self.host, self.port.unwrap_or(22)),
+            Some(c) if SSH_FAILED.contains(&c) => probe(&self.host, self.port.unwrap_or(22)),
             _ => Ok(()),
         };
         let (cause, text) = diagnose(&String::from_utf8_lossy(&out.stderr), code, probed, self);
@@ -336,8 +336,10 @@ pub fn parse_list_only(listing: &[u8]) -> Vec<Entry<'_>> {
     entries
 }
 
-/// ssh's exit code for its own failures, which rsync passes on.
-const SSH_FAILED: i32 = 255;
+/// rsync's exit codes when its remote shell ended before rsync's protocol
+/// began: ssh's own 255 passed on, or RERR_STREAMIO (rsync 3.5 says so
+/// for a host key that ssh refused).
+const SSH_FAILED: [i32; 2] = [255, 12];
 /// rsync's RERR_PROTOCOL: what came back was not rsync's protocol (a
 /// shell, nologin or a startup file, printed text first).
 const RSYNC_PROTOCOL: i32 = 2;
@@ -349,14 +351,16 @@ fn rsync_cause(code: Option<i32>, stderr: &str, probed: &Result<(), Unreached>) 
     match (code, probed) {
         (_, Err(unreached)) => unreached.cause(),
         (Some(RSYNC_PROTOCOL), _) => Cause::NoUsableShell,
-        (Some(SSH_FAILED), Ok(())) => openssh_failure(stderr).unwrap_or(Cause::Other),
+        (Some(c), Ok(())) if SSH_FAILED.contains(&c) => {
+            openssh_failure(stderr).unwrap_or(Cause::Other)
+        }
         _ => rsync_errno(stderr).map_or(Cause::Other, |errno| {
             Cause::of_io(&std::io::Error::from_raw_os_error(errno))
         }),
     }
 }
 
-/// The causes of an ssh failure (exit code 255) that reach no further
+/// The causes of an ssh failure (`SSH_FAILED`) that reach no further
 /// than its messages: a connection was made, then ssh gave up. These are
 /// OpenSSH's exact words (`ssh` 9.x, sshconnect.c and sshconnect2.c), with
 /// `LC_ALL=C`; `tests/remote.rs` holds them to a real OpenSSH sshd
@@ -614,7 +618,7 @@ mod tests {
         for (stderr, code, probed, cause, words) in [
             (
                 format!("@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n{closed}"),
-                255, Ok(()), Cause::HostKeyChanged,
+                12, Ok(()), Cause::HostKeyChanged,
                 "host key changed: the server at h.example:2222",
             ),
             (

@@ -724,6 +724,33 @@ mod tests {
     }
 
     #[test]
+    fn all_names_every_unit_and_optional_those_some_settings_leave_out() {
+        let names = |s: &UnitSettings| {
+            render(s)
+                .unwrap()
+                .iter()
+                .map(|u| u.name)
+                .collect::<Vec<_>>()
+        };
+        let mut every = names(&settings());
+        every.sort();
+        let mut all = ALL.to_vec();
+        all.sort();
+        assert_eq!(every, all);
+        let mut fewest = settings();
+        fewest.downtime = Downtime::Full;
+        fewest.verify_calendar = None;
+        let fewest = names(&fewest);
+        for name in ALL {
+            assert_eq!(
+                !fewest.contains(&name),
+                OPTIONAL_UNITS.contains(&name),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn values_that_would_inject_directives_are_refused() {
         let mut s = settings();
         s.layout = Layout::new(Path::new("/home/user-data\nExecStartPre=/bin/evil"));

@@ -68,7 +68,7 @@ pub struct InstallArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Write the units but do not reload systemd or enable the timer.
+    /// Write the units but do not reload systemd or enable the timers.
     #[arg(long)]
     pub no_enable: bool,
 

@@ -84,22 +84,12 @@ pub struct InstallArgs {
 pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     let installed =
         read_unit(&args.unit_dir.join(SERVICE))?.filter(|u| u.starts_with(units::GENERATED_MARK));
-    let config_path = if args.refresh {
-        let Some(unit) = &installed else {
-            println!(
-                "mailbackup's units are not installed in {}: nothing to refresh",
-                args.unit_dir.display()
-            );
-            return Ok(0);
-        };
-        units::config_in(unit).with_context(|| {
-            format!(
-                "{} names no configuration file (`--config FILE` in ExecStart=): run `mailbackup install` to write it anew",
-                args.unit_dir.join(SERVICE).display()
-            )
-        })?
-    } else {
-        config_path.to_owned()
+    let Some(config_path) = config_to_use(config_path, args, installed.as_deref())? else {
+        println!(
+            "mailbackup's units are not installed in {}: nothing to refresh",
+            args.unit_dir.display()
+        );
+        return Ok(0);
     };
     let config = Config::load(&config_path)?;
     if let Some(note) = config.symlink_note() {
@@ -137,6 +127,28 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         return Ok(0);
     }
     plan.apply(&settings, &target)
+}
+
+/// The configuration file: `--config`, but on a refresh the one the
+/// installed service unit runs with (None: no unit, nothing to refresh).
+fn config_to_use(
+    config_path: &Path,
+    args: &InstallArgs,
+    installed: Option<&str>,
+) -> Result<Option<PathBuf>> {
+    if !args.refresh {
+        return Ok(Some(config_path.to_owned()));
+    }
+    let Some(unit) = installed else {
+        return Ok(None);
+    };
+    let path = units::config_in(unit).with_context(|| {
+        format!(
+            "{} names no configuration file (`--config FILE` in ExecStart=): run `mailbackup install` to write it anew",
+            args.unit_dir.join(SERVICE).display()
+        )
+    })?;
+    Ok(Some(path))
 }
 
 /// The binary the units run: `--bin`, or this one.

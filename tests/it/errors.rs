@@ -3,13 +3,11 @@
 //! duplicity is faked here only to reach exit codes and argv cases; the
 //! backups themselves are proven in `backup.rs`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// A `duplicity` that records its argv and PASSPHRASE, then does what
 /// `behaviour` says (shell code).

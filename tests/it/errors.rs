@@ -1,7 +1,7 @@
 //! Bad input and duplicity's exit codes: clear errors, the right exit status,
 //! nothing written, and the passphrase nowhere but duplicity's environment.
 //! duplicity is faked here only to reach exit codes and argv cases; the
-//! backups themselves are proven in `backup.rs`.
+//! backups themselves are proven in `root/backup.rs`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! The Debian package that `packaging/build-deb.sh` builds with cargo-deb:
 //! what it ships, what lintian says of it, and what can be set at build
 //! time. Installing, upgrading and removing it are tested in a booted
-//! systemd in `e2e_package.rs`.
+//! systemd in `e2e/package.rs`.
 
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::common::container::debian_package;
 use crate::common::describe;
 use crate::common::needs_root;
-use crate::common::package::{build_deb, field};
+use crate::common::package::{build_deb, field, QUICK_PROFILE};
 
 fn control_listing(deb: &Path, flag: &str) -> String {
     let out = Command::new("dpkg-deb")
@@ -63,7 +63,7 @@ fn the_package_ships_the_binary_docs_completions_and_maintainer_scripts() {
 #[test]
 fn the_purge_script_knows_the_units_by_the_mark_install_writes() {
     needs_root!();
-    let postrm = include_str!("../packaging/scripts/postrm");
+    let postrm = include_str!("../../packaging/scripts/postrm");
     let mark = mailbackup::systemd::units::GENERATED_MARK;
     assert!(
         postrm.contains(&format!("'{mark}'*)")),
@@ -94,7 +94,7 @@ fn lintian_finds_no_error_or_warning() {
         deb.display(),
         describe(&out)
     );
-    let overrides = include_str!("../packaging/lintian-overrides");
+    let overrides = include_str!("../../packaging/lintian-overrides");
     let mut reason = false;
     for line in overrides.lines() {
         if line.starts_with('#') {
@@ -128,6 +128,7 @@ fn the_maintainer_is_set_at_build_time_and_is_a_real_address_by_default() {
                 "Box Admins <admins@box.example.net>",
             ),
             ("MAILBACKUP_DEB_OUTPUT", other.to_str().unwrap()),
+            QUICK_PROFILE,
         ],
     );
     assert_eq!(deb, other);

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::describe;
+use super::package::QUICK_PROFILE;
 
 pub fn e2e_root() -> PathBuf {
     let root = std::env::var_os("MAILBACKUP_E2E_ROOT")
@@ -26,6 +27,9 @@ pub fn e2e_root() -> PathBuf {
 /// The Debian package of these sources, built once per run: once per
 /// process under `cargo test`, and once for all the processes of one
 /// `cargo nextest run` (one NEXTEST_RUN_ID), which wait for each other.
+/// With the quick `package-test` profile (no LTO), whose dependencies the
+/// upgrade test's next version reuses; what the package holds does not
+/// depend on the profile.
 pub fn debian_package() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT.get_or_init(build_debian_package_once).clone()
@@ -46,9 +50,12 @@ fn build_debian_package_once() -> PathBuf {
             }
         }
     }
+    let deb = manifest.join("target/test-package/mailbackup.deb");
     let out = Command::new("bash")
         .arg("packaging/build-deb.sh")
         .current_dir(manifest)
+        .env(QUICK_PROFILE.0, QUICK_PROFILE.1)
+        .env("MAILBACKUP_DEB_OUTPUT", &deb)
         .output()
         .unwrap();
     assert!(
@@ -56,7 +63,6 @@ fn build_debian_package_once() -> PathBuf {
         "building the package: {}",
         describe(&out)
     );
-    let deb = manifest.join(String::from_utf8(out.stdout).unwrap().trim());
     if let Some(run) = run {
         fs::write(&stamp, format!("{run}\n{}", deb.display())).unwrap();
     }

@@ -1,4 +1,4 @@
-//! Off-site targets end to end: the booted Debian 12 of `e2e.rs`, on the
+//! Off-site targets end to end: the booted Debian 12 of `e2e/backup.rs`, on the
 //! host's network, backing up through its units to a private sshd and to
 //! moto on the host's 127.0.0.1.
 

@@ -4,8 +4,8 @@
 //! units at work are tested in a booted systemd in `e2e/`.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::mount::Mount;

@@ -2,8 +2,6 @@
 //! that need root return at once, and one line says how many there are and
 //! how to run them.
 
-use std::process::Command;
-
 use crate::common::*;
 use crate::tiers::{left_out_line, tests_in_tiers};
 

@@ -24,12 +24,14 @@ mod package;
 mod root {
     mod backup;
     pub mod install;
+    mod install_steps;
     mod operate;
     mod snapshot;
     mod tiers;
 }
 
 mod servers {
+    mod causes;
     mod install;
     mod remote;
 }

@@ -109,6 +109,25 @@ fn counts(stats: &SnapshotStats) -> String {
             stats.kept, stats.removed
         );
     }
+    if stats.databases > 0 {
+        text += &format!(
+            ", {} SQLite databases taken with SQLite's backup ({})",
+            stats.databases,
+            human_size(stats.database_bytes)
+        );
+    }
+    if !stats.warnings.is_empty() {
+        text += &format!(
+            ", {} WARNINGS (above; also in status --check)",
+            stats.warnings.len()
+        );
+    }
+    if stats.vanished > 0 {
+        text += &format!(
+            ", {} files gone before they could be taken (deleted meanwhile: left out)",
+            stats.vanished
+        );
+    }
     if stats.skipped > 0 {
         text += &format!(
             ", {} sockets left out (as duplicity leaves them out)",

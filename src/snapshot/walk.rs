@@ -752,3 +752,56 @@ impl<'a> Walk<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries listed, then deleted before the walk gets to them (an
+    /// expunged message, a journal SQLite removed): counted, not fatal.
+    #[test]
+    fn what_is_gone_before_its_link_or_copy_is_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(&layout.snapshot_partial).unwrap();
+        let root = DirFd::open(dir.path()).unwrap();
+        let snap = DirFd::open(&layout.snapshot_partial).unwrap();
+        let walk = Walk::new(&layout, &snap, Step::Prepare, HashSet::new()).unwrap();
+        let meta = root.stat().unwrap();
+        let node = Arc::new(walk.top(root, snap, meta, PathBuf::new(), Region::Other, false));
+        let mut stats = SnapshotStats::default();
+        let gone = |name: &str| Entry {
+            name: name.into(),
+            kind: None,
+            ino: 1,
+        };
+        // Linked, copied, and one whose kind needed a stat.
+        walk.entry(
+            &node,
+            OsStr::new("1.M1.box:2,S"),
+            Kind::File,
+            false,
+            &mut stats,
+        )
+        .unwrap();
+        walk.entry(
+            &node,
+            OsStr::new("dovecot.index"),
+            Kind::File,
+            true,
+            &mut stats,
+        )
+        .unwrap();
+        assert_eq!(walk.kind_of(&node, &gone("x"), &mut stats).unwrap(), None);
+        // A directory removed before it was opened.
+        node.pending.fetch_add(1, Ordering::SeqCst);
+        let sub = walk.open(&node, OsStr::new(".Trash"), false, &mut stats);
+        assert!(sub.unwrap().is_none());
+        assert_eq!(stats.vanished, 4);
+        assert_eq!(stats.linked + stats.copied, 0);
+        // What is there still fails as it should: a directory in the way.
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let e = walk.entry(&node, OsStr::new("d"), Kind::File, true, &mut stats);
+        assert!(e.is_err());
+    }
+}

@@ -22,6 +22,11 @@ use crate::status::report::human_size;
 /// (`mailbackup run --from-snapshot`). Without an option, both at once.
 /// A snapshot an interrupted run left is set aside and removed with --remove.
 ///
+/// SQLite databases are taken with SQLite's online backup in --prepare: one
+/// committed state each, without their journals. One locked for more than
+/// 10 s or corrupt is copied as bytes, and the log and `status --check`
+/// warn of it. A file deleted while the snapshot is taken is left out.
+///
 /// Example: mailbackup snapshot --remove
 #[derive(Debug, clap::Args)]
 pub struct SnapshotArgs {

@@ -14,6 +14,10 @@
 //!   indexes, caches, transaction logs and uid lists, quota files, sieve
 //!   scripts, the spam filter's database, `users.sqlite`. Copied, and so is
 //!   any Dovecot file (`dovecot*`, `maildirsize`, `subscriptions`) elsewhere.
+//! - SQLite databases, wherever they are (`users.sqlite`, Roundcube's,
+//!   Nextcloud's `owncloud.db`), are written by services the backup never
+//!   stops: each is taken with SQLite's online backup (`database.rs`), one
+//!   committed state without its journal, in the first step.
 //! - Everything else (Nextcloud's files, web sites, certificates, DNS) is
 //!   written by services that the backup never stopped: Mail-in-a-Box's
 //!   backup.py read them live, while those services ran. A link gives the

@@ -376,9 +376,12 @@ impl<'a> Walk<'a> {
             HashMap::new()
         };
         let databases = self.databases_in(&node, &entries, stats)?;
+        // Never among the messages: no lookup per message while the mail waits.
+        let any =
+            node.region != Region::Messages && !(databases.is_empty() && self.taken.is_empty());
         let of_a_database = |name: &OsStr| {
             let known = |n: &OsStr| databases.contains(n) || self.taken.contains(&node.rel.join(n));
-            known(name) || database::sidecar_of(name).is_some_and(known)
+            any && (known(name) || database::sidecar_of(name).is_some_and(known))
         };
         // A database and its journals: taken, or kept as the first step took them.
         old.retain(|name, _| !of_a_database(name));

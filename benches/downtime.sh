@@ -18,12 +18,15 @@
 # Where only the downtime matters, the backup is stopped once duplicity runs.
 #   bash benches/downtime.sh                 (as root; builds what it needs)
 #   BENCH_DIR=/srv/scratch bash benches/downtime.sh    (where the data goes)
+#   MAILBACKUP_DEB=FILE bash benches/downtime.sh     (that package, e.g. an
+#                                                     older one, to compare)
+#   DOWNTIME_ONLY_50K=1 bash benches/downtime.sh     (only the first rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 work=${BENCH_DIR:-/var/tmp/mailbackup-bench}
 bash tests/e2e/make-root.sh >/dev/null
-deb=$(bash packaging/build-deb.sh)
+deb=${MAILBACKUP_DEB:-$(bash packaging/build-deb.sh)}
 rm -rf "$work" && mkdir -p "$work/data" "$work/share"
 if [ "$(stat -f -c %T "$work")" = tmpfs ]; then
     echo "$work is on tmpfs: give BENCH_DIR a directory on a disk" >&2
@@ -184,6 +187,8 @@ row "snapshot, extra disk" "$(snapshot_disk)"
 ct "mailbackup install --downtime pause >/dev/null"
 read -r slowest refused probes < <(pause)
 row "pause, incremental backup" "slowest banner $slowest s, $refused refused of $probes"
+
+[ -z "${DOWNTIME_ONLY_50K:-}" ] || exit 0
 
 for gib in 2 20; do
     files=$(make_cloud "$gib")

@@ -155,6 +155,12 @@ pub struct Layout {
     /// The Maildirs outside `mail/` that a prepared snapshot found, for its
     /// completion.
     pub snapshot_maildirs: PathBuf,
+    /// The SQLite databases that a prepared snapshot took, for its
+    /// completion to leave alone.
+    pub snapshot_databases: PathBuf,
+    /// `backup/snapshot-warnings`: what the last snapshot could not take as
+    /// it should (a database locked or corrupt), for `status --check`.
+    pub snapshot_warnings: PathBuf,
     /// `backup/verify-requested`: the next backup compares itself with its
     /// snapshot.
     pub verify_request: PathBuf,
@@ -181,6 +187,8 @@ impl Layout {
             snapshot_partial: backup_dir.join("snapshot.partial"),
             snapshot_leftover: backup_dir.join("snapshot.leftover"),
             snapshot_maildirs: backup_dir.join("snapshot.maildirs"),
+            snapshot_databases: backup_dir.join("snapshot.databases"),
+            snapshot_warnings: backup_dir.join("snapshot-warnings"),
             verify_request: backup_dir.join("verify-requested"),
             verify_result: backup_dir.join("verify-result"),
             restore_lock: backup_dir.join("restore.lock"),

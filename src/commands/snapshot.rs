@@ -22,6 +22,11 @@ use crate::status::report::human_size;
 /// (`mailbackup run --from-snapshot`). Without an option, both at once.
 /// A snapshot an interrupted run left is set aside and removed with --remove.
 ///
+/// SQLite databases are taken with SQLite's online backup in --prepare: one
+/// committed state each, without their journals. One locked for more than
+/// 10 s or corrupt is copied as bytes, and the log and `status --check`
+/// warn of it. A file deleted while the snapshot is taken is left out.
+///
 /// Example: mailbackup snapshot --remove
 #[derive(Debug, clap::Args)]
 pub struct SnapshotArgs {
@@ -107,6 +112,25 @@ fn counts(stats: &SnapshotStats) -> String {
         text += &format!(
             ", {} up to date, {} removed or replaced",
             stats.kept, stats.removed
+        );
+    }
+    if stats.databases > 0 {
+        text += &format!(
+            ", {} SQLite databases taken with SQLite's backup ({})",
+            stats.databases,
+            human_size(stats.database_bytes)
+        );
+    }
+    if !stats.warnings.is_empty() {
+        text += &format!(
+            ", {} WARNINGS (above; also in status --check)",
+            stats.warnings.len()
+        );
+    }
+    if stats.vanished > 0 {
+        text += &format!(
+            ", {} files gone before they could be taken (deleted meanwhile: left out)",
+            stats.vanished
         );
     }
     if stats.skipped > 0 {

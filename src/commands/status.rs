@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::duplicity::backup_set::Stamp;
 use crate::duplicity::inventory::Inventory;
 use crate::key;
+use crate::snapshot;
 use crate::status::report::{backup_status, check_health, render_table, Health};
 use crate::sys::python_local_zone;
 use crate::systemd;
@@ -88,7 +89,9 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     };
     let inventory = target.inventory()?;
     let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
-    let key_missing = key::missing(&config.layout().key_file);
+    let layout = config.layout();
+    let key_missing = key::missing(&layout.key_file);
+    let warnings = snapshot::last_warnings(&layout);
     let (health, line) = check_health(
         &inventory,
         &target.describe(),
@@ -96,6 +99,7 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
         args.max_age,
         failed,
         key_missing.as_deref(),
+        &warnings,
     );
     println!("{line}");
     Ok(health.exit_code())

@@ -14,6 +14,10 @@
 //!   indexes, caches, transaction logs and uid lists, quota files, sieve
 //!   scripts, the spam filter's database, `users.sqlite`. Copied, and so is
 //!   any Dovecot file (`dovecot*`, `maildirsize`, `subscriptions`) elsewhere.
+//! - SQLite databases, wherever they are (`users.sqlite`, Roundcube's,
+//!   Nextcloud's `owncloud.db`), are written by services the backup never
+//!   stops: each is taken with SQLite's online backup (`database.rs`), one
+//!   committed state without its journal, in the first step.
 //! - Everything else (Nextcloud's files, web sites, certificates, DNS) is
 //!   written by services that the backup never stopped: Mail-in-a-Box's
 //!   backup.py read them live, while those services ran. A link gives the
@@ -34,10 +38,11 @@
 //! walked relative to open directories, on many threads, so that no path is
 //! longer than the kernel's limit for one name.
 
+mod database;
 mod policy;
 mod walk;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
@@ -75,6 +80,14 @@ pub struct SnapshotStats {
     /// The newest modification time of a copied file, in whole seconds,
     /// not counting times in the future.
     pub newest_copied_mtime: i64,
+    /// SQLite databases taken with SQLite's online backup, and their bytes.
+    pub databases: u64,
+    pub database_bytes: u64,
+    /// Files and directories gone between the listing of their directory
+    /// and their link or copy: left out, as a live backup leaves them out.
+    pub vanished: u64,
+    /// What could not be taken as it should: databases copied as bytes.
+    pub warnings: Vec<String>,
 }
 
 impl SnapshotStats {
@@ -88,6 +101,10 @@ impl SnapshotStats {
         self.skipped += other.skipped;
         self.no_links_because.extend(other.no_links_because);
         self.newest_copied_mtime = self.newest_copied_mtime.max(other.newest_copied_mtime);
+        self.databases += other.databases;
+        self.database_bytes += other.database_bytes;
+        self.vanished += other.vanished;
+        self.warnings.extend(other.warnings);
     }
 }
 
@@ -126,7 +143,7 @@ pub fn prepare(layout: &Layout) -> Result<SnapshotStats> {
     let partial = backup
         .make_dir(file_name(&layout.snapshot_partial)?)
         .with_context(|| format!("Failed to create {}", layout.snapshot_partial.display()))?;
-    let walk = Walk::new(layout, &partial, Step::Prepare)?;
+    let walk = Walk::new(layout, &partial, Step::Prepare, HashSet::new())?;
     let meta = stat_of(&root, &layout.storage_root)?;
     let top = Arc::new(walk.top(root, partial, meta, PathBuf::new(), Region::Root, false));
     walk.push(Job::Fill(top.clone()));
@@ -163,19 +180,71 @@ pub fn prepare(layout: &Layout) -> Result<SnapshotStats> {
             ),
         );
     }
-    // Where Maildirs lie outside mail/, for the second step.
+    // Where Maildirs lie and which databases were taken, for the second step.
     let maildirs = walk
         .maildirs
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    let mut list = Vec::new();
-    for dir in &maildirs {
-        list.extend_from_slice(dir.as_os_str().as_bytes());
-        list.push(0);
-    }
-    std::fs::write(&layout.snapshot_maildirs, list)
-        .with_context(|| format!("Failed to write {}", layout.snapshot_maildirs.display()))?;
+    write_list(&layout.snapshot_maildirs, &maildirs)?;
+    let databases = walk
+        .databases
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    write_list(&layout.snapshot_databases, &databases)?;
+    record_warnings(layout, &stats.warnings)?;
     Ok(stats)
+}
+
+/// Writes relative paths to `path`, each ended by a NUL.
+fn write_list(path: &Path, list: &BTreeSet<PathBuf>) -> Result<()> {
+    let mut bytes = Vec::new();
+    for p in list {
+        bytes.extend_from_slice(p.as_os_str().as_bytes());
+        bytes.push(0);
+    }
+    std::fs::write(path, bytes).with_context(|| format!("Failed to write {}", path.display()))
+}
+
+/// The relative paths in `list`, as `write_list` wrote them.
+fn parse_list(list: &[u8]) -> impl Iterator<Item = PathBuf> + '_ {
+    list.split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+}
+
+/// Keeps what the last snapshot warned of for `status --check`, one line
+/// each; none, no file.
+pub fn record_warnings(layout: &Layout, warnings: &[String]) -> Result<()> {
+    let path = &layout.snapshot_warnings;
+    if warnings.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("Failed to remove {}", path.display()))
+            }
+            _ => Ok(()),
+        };
+    }
+    let text: String = warnings
+        .iter()
+        .map(|w| w.replace('\n', " ") + "\n")
+        .collect();
+    // Aside, then renamed: `status --check` never reads half of it.
+    let aside = path.with_extension("partial");
+    std::fs::write(&aside, text)
+        .and_then(|()| std::fs::rename(&aside, path))
+        .with_context(|| format!("Failed to write {}", path.display()))
+}
+
+/// What the last snapshot warned of (see `record_warnings`).
+pub fn last_warnings(layout: &Layout) -> Vec<String> {
+    std::fs::read_to_string(&layout.snapshot_warnings)
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The second step, while the mail is stopped or frozen: brings `mail/` and
@@ -194,13 +263,12 @@ pub fn complete(layout: &Layout) -> Result<SnapshotStats> {
     let root = open_root(layout)?;
     let partial = DirFd::open(&layout.snapshot_partial)
         .with_context(|| format!("Failed to open {}", layout.snapshot_partial.display()))?;
-    let mut roots: BTreeSet<PathBuf> = list
-        .split(|&b| b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| PathBuf::from(OsStr::from_bytes(p)))
-        .collect();
+    let mut roots: BTreeSet<PathBuf> = parse_list(&list).collect();
     roots.insert(PathBuf::from(MAIL_DIR));
-    let walk = Walk::new(layout, &partial, Step::Complete)?;
+    // A snapshot prepared by an earlier version has no list: none taken.
+    let databases = std::fs::read(&layout.snapshot_databases).unwrap_or_default();
+    let taken: HashSet<PathBuf> = parse_list(&databases).collect();
+    let walk = Walk::new(layout, &partial, Step::Complete, taken)?;
     for rel in &roots {
         walk.sync_root(&root, &partial, rel)?;
     }
@@ -239,6 +307,7 @@ pub fn complete(layout: &Layout) -> Result<SnapshotStats> {
         )
     })?;
     let _ = std::fs::remove_file(&layout.snapshot_maildirs);
+    let _ = std::fs::remove_file(&layout.snapshot_databases);
     Ok(stats)
 }
 
@@ -300,6 +369,7 @@ fn snapshot_dirs(layout: &Layout) -> Vec<PathBuf> {
 /// whether there was one.
 pub fn remove(layout: &Layout) -> Result<bool> {
     let _ = std::fs::remove_file(&layout.snapshot_maildirs);
+    let _ = std::fs::remove_file(&layout.snapshot_databases);
     let mut removed = false;
     for dir in snapshot_dirs(layout) {
         // std removes a tree relative to open directories: any depth.

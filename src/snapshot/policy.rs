@@ -45,6 +45,41 @@ impl Region {
     }
 }
 
+/// The endings of the names SQLite databases are given (case aside).
+const DATABASE_ENDINGS: [&str; 8] = [
+    ".db", ".db3", ".sqlite", ".sqlite3", ".sq3", ".s3db", ".sl3", ".sdb",
+];
+
+impl Region {
+    /// Whether a regular file called `name`, in a directory `depth` levels
+    /// below `STORAGE_ROOT` (0 for the root itself), is opened to see whether
+    /// it is a SQLite database. Reading a header costs a disk seek where the
+    /// file is not cached, so not every file is read:
+    ///
+    /// - in `mail/` outside the Maildir message folders, every file: there
+    ///   are a few per mail folder, and they are copied anyway
+    ///   (`users.sqlite`, `roundcube/roundcube.sqlite`);
+    /// - directly in `STORAGE_ROOT` or in one of its directories, every file:
+    ///   where services keep their state (`owncloud/owncloud.db`);
+    /// - anywhere else (Nextcloud's files, web sites), names with an ending
+    ///   that SQLite databases have (`.db`, `.sqlite`, …);
+    /// - never a Maildir message.
+    pub fn may_hold_database(self, depth: usize, name: &OsStr) -> bool {
+        match self {
+            Region::Messages => false,
+            Region::Mail => true,
+            Region::Root | Region::Other => depth <= 1 || has_database_ending(name.as_bytes()),
+        }
+    }
+}
+
+fn has_database_ending(name: &[u8]) -> bool {
+    let name = name.to_ascii_lowercase();
+    DATABASE_ENDINGS
+        .iter()
+        .any(|e| name.len() > e.len() && name.ends_with(e.as_bytes()))
+}
+
 /// The files Dovecot rewrites in place, wherever a mailbox lies.
 fn is_dovecot_file(name: &[u8]) -> bool {
     name.starts_with(b"dovecot")
@@ -85,6 +120,24 @@ mod tests {
         );
         assert_eq!(Region::Other.child(os("new"), || true), Region::Messages);
         assert_eq!(Region::Messages.child(os("x"), || false), Region::Messages);
+    }
+
+    #[test]
+    fn where_databases_are_looked_for() {
+        // Every database a Mail-in-a-Box keeps.
+        assert!(Region::Mail.may_hold_database(1, os("users.sqlite")));
+        assert!(Region::Mail.may_hold_database(2, os("roundcube.sqlite")));
+        assert!(Region::Other.may_hold_database(1, os("owncloud.db")));
+        // Whatever a service keeps at the top of its directory.
+        assert!(Region::Other.may_hold_database(1, os("state")));
+        assert!(Region::Root.may_hold_database(0, os("anything")));
+        // Deeper, by name only.
+        assert!(Region::Other.may_hold_database(5, os("Notes.SQLite3")));
+        assert!(Region::Other.may_hold_database(4, os("x.db")));
+        assert!(!Region::Other.may_hold_database(2, os("photo.jpg")));
+        assert!(!Region::Other.may_hold_database(4, os(".db")));
+        assert!(!Region::Messages.may_hold_database(1, os("x.db")));
+        assert!(Region::Mail.may_hold_database(4, os("dovecot.index")));
     }
 
     #[test]

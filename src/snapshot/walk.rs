@@ -2,7 +2,7 @@
 //! descriptors, on many threads, each entry linked or copied as the policy
 //! (`policy.rs`) says.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use anyhow::{bail, Context, Result};
 
+use super::database::{self, Failure};
 use super::policy::Region;
-use super::{file_name, stat_of, SnapshotStats};
+use super::{file_name, safe_restart_at, stat_of, SnapshotStats};
 use crate::config::Layout;
 use crate::sys::fs::{too_many_links, DirFd, Entry, Kind, Stat};
 
@@ -95,10 +96,21 @@ pub(super) struct Walk<'a> {
     error: Mutex<Option<anyhow::Error>>,
     /// Maildirs outside `mail/`, relative to `STORAGE_ROOT`.
     pub(super) maildirs: Mutex<BTreeSet<PathBuf>>,
+    /// The SQLite databases this walk took (or copied as bytes), relative
+    /// to `STORAGE_ROOT`.
+    pub(super) databases: Mutex<BTreeSet<PathBuf>>,
+    /// Those a prepared snapshot took: its completion leaves them, and
+    /// their journals, as they are.
+    taken: HashSet<PathBuf>,
 }
 
 impl<'a> Walk<'a> {
-    pub(super) fn new(layout: &'a Layout, snapshot: &DirFd, step: Step) -> Result<Walk<'a>> {
+    pub(super) fn new(
+        layout: &'a Layout,
+        snapshot: &DirFd,
+        step: Step,
+        taken: HashSet<PathBuf>,
+    ) -> Result<Walk<'a>> {
         let dst_dev = stat_of(snapshot, &layout.snapshot_partial)?.dev;
         Ok(Walk {
             layout,
@@ -109,6 +121,8 @@ impl<'a> Walk<'a> {
             no_links: OnceLock::new(),
             error: Mutex::new(None),
             maildirs: Mutex::new(BTreeSet::new()),
+            databases: Mutex::new(BTreeSet::new()),
+            taken,
         })
     }
 
@@ -246,9 +260,11 @@ impl<'a> Walk<'a> {
                     parent,
                     name,
                     existing,
-                } => self
-                    .open(&parent, &name, existing, &mut stats)
-                    .and_then(|node| self.fill(node, &mut stats)),
+                } => match self.open(&parent, &name, existing, &mut stats) {
+                    Ok(Some(node)) => self.fill(node, &mut stats),
+                    Ok(None) => self.finish(&parent),
+                    Err(e) => Err(e),
+                },
             };
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.busy -= 1;
@@ -275,12 +291,22 @@ impl<'a> Walk<'a> {
         name: &OsStr,
         existing: bool,
         stats: &mut SnapshotStats,
-    ) -> Result<Arc<Node>> {
+    ) -> Result<Option<Arc<Node>>> {
         let path = || self.source(parent, name);
-        let src = parent
-            .src
-            .open_dir(name)
-            .with_context(|| format!("Failed to open {}", path().display()))?;
+        let src = match parent.src.open_dir(name) {
+            Ok(src) => src,
+            // Removed since it was listed: what is gone is not backed up.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                stats.vanished += 1;
+                if existing {
+                    self.replace(parent, name, stats)?;
+                }
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("Failed to open {}", path().display()))
+            }
+        };
         let meta = src
             .stat()
             .with_context(|| format!("Failed to read {}", path().display()))?;
@@ -315,7 +341,7 @@ impl<'a> Walk<'a> {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(parent.rel.clone());
         }
-        Ok(Arc::new(Node {
+        Ok(Some(Arc::new(Node {
             src,
             dst,
             meta,
@@ -325,7 +351,7 @@ impl<'a> Walk<'a> {
             copy_all: AtomicBool::new(elsewhere || parent.copy_all.load(Ordering::Relaxed)),
             parent: Some(parent.clone()),
             pending: AtomicUsize::new(1),
-        }))
+        })))
     }
 
     /// Links or copies the entries of `node`, queues its subdirectories.
@@ -349,64 +375,251 @@ impl<'a> Walk<'a> {
         } else {
             HashMap::new()
         };
+        let databases = self.databases_in(&node, &entries, stats)?;
+        // Never among the messages: no lookup per message while the mail waits.
+        let any =
+            node.region != Region::Messages && !(databases.is_empty() && self.taken.is_empty());
+        let of_a_database = |name: &OsStr| {
+            let known = |n: &OsStr| databases.contains(n) || self.taken.contains(&node.rel.join(n));
+            any && (known(name) || database::sidecar_of(name).is_some_and(known))
+        };
+        // A database and its journals: taken, or kept as the first step took them.
+        old.retain(|name, _| !of_a_database(name));
         for entry in entries {
-            let name = entry.name;
-            let kind = match entry.kind {
-                Some(k) => k,
-                None => {
-                    node.src
-                        .stat_at(&name)
-                        .with_context(|| {
-                            format!("Failed to read {}", self.source(&node, &name).display())
-                        })?
-                        .kind
-                }
+            if of_a_database(&entry.name) {
+                continue;
+            }
+            let Some(kind) = self.kind_of(&node, &entry, stats)? else {
+                continue;
             };
-            let was = old.remove(&name);
+            let was = old.remove(&entry.name);
             if kind == Kind::Dir {
-                if node.region == Region::Root && name == file_name(&self.layout.backup_dir)? {
-                    continue;
-                }
-                let existing = match &was {
-                    None => false,
-                    Some(w) => {
-                        let is_dir = match w.kind {
-                            Some(k) => k == Kind::Dir,
-                            None => node.dst.stat_at(&name).is_ok_and(|s| s.kind == Kind::Dir),
-                        };
-                        if !is_dir {
-                            self.replace(&node, &name, stats)?;
-                        }
-                        is_dir
-                    }
-                };
-                node.pending.fetch_add(1, Ordering::SeqCst);
-                self.push(Job::Open {
-                    parent: node.clone(),
-                    name,
-                    existing,
-                });
-                continue;
+                self.subdir(&node, entry.name, was, stats)?;
+            } else {
+                self.file(&node, &entry, kind, was, stats)?;
             }
-            let copy = node.region.copies(name.as_os_str())
-                && !matches!(kind, Kind::CharDevice | Kind::BlockDevice);
-            if copy && node.region == Region::Mail && self.step == Step::Prepare {
-                // Made while the mail waits, in the second step.
-                continue;
-            }
-            if let Some(w) = &was {
-                if !copy && w.ino == entry.ino {
-                    stats.kept += 1;
-                    continue;
-                }
-                self.replace(&node, &name, stats)?;
-            }
-            self.entry(&node, &name, kind, copy, stats)?;
         }
         for name in old.into_keys() {
             self.replace(&node, &name, stats)?;
         }
         self.finish(&node)
+    }
+
+    /// What `entry` is; `None` when it is gone already.
+    fn kind_of(
+        &self,
+        node: &Node,
+        entry: &Entry,
+        stats: &mut SnapshotStats,
+    ) -> Result<Option<Kind>> {
+        if let Some(kind) = entry.kind {
+            return Ok(Some(kind));
+        }
+        match node.src.stat_at(&entry.name) {
+            Ok(meta) => Ok(Some(meta.kind)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                stats.vanished += 1;
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "Failed to read {}",
+                    self.source(node, &entry.name).display()
+                )
+            }),
+        }
+    }
+
+    /// Queues the subdirectory `name` of `node`; `was` is what the copy
+    /// holds under that name.
+    fn subdir(
+        &self,
+        node: &Arc<Node>,
+        name: OsString,
+        was: Option<Entry>,
+        stats: &mut SnapshotStats,
+    ) -> Result<()> {
+        if node.region == Region::Root && name == file_name(&self.layout.backup_dir)? {
+            return Ok(());
+        }
+        let existing = match &was {
+            None => false,
+            Some(w) => {
+                let is_dir = match w.kind {
+                    Some(k) => k == Kind::Dir,
+                    None => node.dst.stat_at(&name).is_ok_and(|s| s.kind == Kind::Dir),
+                };
+                if !is_dir {
+                    self.replace(node, &name, stats)?;
+                }
+                is_dir
+            }
+        };
+        node.pending.fetch_add(1, Ordering::SeqCst);
+        self.push(Job::Open {
+            parent: node.clone(),
+            name,
+            existing,
+        });
+        Ok(())
+    }
+
+    /// One entry that is not a directory nor a database; `was` is what the
+    /// copy holds under its name.
+    fn file(
+        &self,
+        node: &Node,
+        entry: &Entry,
+        kind: Kind,
+        was: Option<Entry>,
+        stats: &mut SnapshotStats,
+    ) -> Result<()> {
+        let name = entry.name.as_os_str();
+        let copy =
+            node.region.copies(name) && !matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+        if copy && node.region == Region::Mail && self.step == Step::Prepare {
+            // Made while the mail waits, in the second step.
+            return Ok(());
+        }
+        if let Some(w) = &was {
+            if !copy && w.ino == entry.ino {
+                stats.kept += 1;
+                return Ok(());
+            }
+            self.replace(node, name, stats)?;
+        }
+        self.entry(node, name, kind, copy, stats)
+    }
+
+    /// The SQLite databases among `entries`, by name. The first step finds
+    /// them by their header (where the policy says to look) and takes them;
+    /// the second leaves them as the first took them.
+    fn databases_in(
+        &self,
+        node: &Node,
+        entries: &[Entry],
+        stats: &mut SnapshotStats,
+    ) -> Result<HashSet<OsString>> {
+        let mut found = HashSet::new();
+        if self.step != Step::Prepare {
+            return Ok(found);
+        }
+        let depth = node.rel.components().count();
+        for entry in entries {
+            if !matches!(entry.kind, None | Some(Kind::File))
+                || !node.region.may_hold_database(depth, &entry.name)
+            {
+                continue;
+            }
+            let head = || -> std::io::Result<Option<Stat>> {
+                let meta = node.src.stat_at(&entry.name)?;
+                if meta.kind != Kind::File || meta.size < database::MIN_SIZE {
+                    return Ok(None);
+                }
+                let head = node.src.read_head(&entry.name, database::HEADER.len())?;
+                Ok(database::is_header(&head).then_some(meta))
+            };
+            let meta = match head() {
+                Ok(Some(meta)) => meta,
+                Ok(None) => continue,
+                // Gone: the walk counts it when it gets to it.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "Failed to read {}",
+                            self.source(node, &entry.name).display()
+                        )
+                    })
+                }
+            };
+            if self.database(node, &entry.name, &meta, stats)? {
+                found.insert(entry.name.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Takes the database `name` with SQLite's online backup; where SQLite
+    /// cannot (locked past the bound, corrupt), copies it as bytes with its
+    /// journal and says so. Returns false when it is gone.
+    fn database(
+        &self,
+        node: &Node,
+        name: &OsStr,
+        meta: &Stat,
+        stats: &mut SnapshotStats,
+    ) -> Result<bool> {
+        let src = self.source(node, name);
+        let dst = self.layout.snapshot_partial.join(&node.rel).join(name);
+        // The copy gets the time of `meta`: a commit in that same second
+        // after the copy would leave the time as it is, and the next backup
+        // would take the database for unchanged. So read once it has passed.
+        if meta.mtime.0 == now_secs() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            if let Some(wait) = safe_restart_at(meta.mtime.0).checked_sub(now) {
+                std::thread::sleep(wait);
+            }
+        }
+        let failure = match database::take(&src, &dst, database::LOCK_WAIT) {
+            Ok(bytes) => {
+                node.dst.set_attributes_at(name, meta).with_context(|| {
+                    format!(
+                        "Failed to give the snapshot's copy of {} its owner, mode and times",
+                        src.display()
+                    )
+                })?;
+                stats.databases += 1;
+                stats.database_bytes += bytes;
+                self.record_database(node, name);
+                return Ok(true);
+            }
+            Err(failure) => failure,
+        };
+        match node.dst.remove(name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("Failed to remove {}", dst.display())),
+        }
+        if let Err(e) = node.src.stat_at(name) {
+            if e.kind() == ErrorKind::NotFound {
+                stats.vanished += 1;
+                return Ok(false);
+            }
+        }
+        self.copied_database(node, name, failure, stats)?;
+        Ok(true)
+    }
+
+    /// The byte copy of a database SQLite could not take, with the journal
+    /// or WAL that SQLite needs to open it consistently.
+    fn copied_database(
+        &self,
+        node: &Node,
+        name: &OsStr,
+        failure: Failure,
+        stats: &mut SnapshotStats,
+    ) -> Result<()> {
+        let warning = failure.warning(&self.source(node, name));
+        eprintln!("mailbackup: WARNING: {warning}");
+        stats.warnings.push(warning);
+        self.entry(node, name, Kind::File, true, stats)?;
+        for sidecar in database::recovery_sidecars(name) {
+            if node.src.stat_at(&sidecar).is_ok() {
+                self.entry(node, &sidecar, Kind::File, true, stats)?;
+            }
+        }
+        self.record_database(node, name);
+        Ok(())
+    }
+
+    fn record_database(&self, node: &Node, name: &OsStr) {
+        self.databases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.rel.join(name));
     }
 
     /// Removes `name` from the copy of `node`: gone from the data, or to be
@@ -437,6 +650,12 @@ impl<'a> Walk<'a> {
                     stats.linked += 1;
                     return Ok(());
                 }
+                // Removed since it was listed (an expunged message, a
+                // journal SQLite deleted): nothing to back up.
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    stats.vanished += 1;
+                    return Ok(());
+                }
                 // Too many links to this one inode: copy it alone.
                 Err(e) if too_many_links(&e) => {}
                 // A mount point in between (a bind mount): copy this directory.
@@ -464,7 +683,16 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        self.copy(node, name, kind, stats).with_context(|| {
+        let copied = self.copy(node, name, kind, stats);
+        if let Err(e) = &copied {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == ErrorKind::NotFound)
+            {
+                stats.vanished += 1;
+                return Ok(());
+            }
+        }
+        copied.with_context(|| {
             format!(
                 "Failed to copy {} into the snapshot {}",
                 self.source(node, name).display(),
@@ -525,5 +753,58 @@ impl<'a> Walk<'a> {
                 None => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries listed, then deleted before the walk gets to them (an
+    /// expunged message, a journal SQLite removed): counted, not fatal.
+    #[test]
+    fn what_is_gone_before_its_link_or_copy_is_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(&layout.snapshot_partial).unwrap();
+        let root = DirFd::open(dir.path()).unwrap();
+        let snap = DirFd::open(&layout.snapshot_partial).unwrap();
+        let walk = Walk::new(&layout, &snap, Step::Prepare, HashSet::new()).unwrap();
+        let meta = root.stat().unwrap();
+        let node = Arc::new(walk.top(root, snap, meta, PathBuf::new(), Region::Other, false));
+        let mut stats = SnapshotStats::default();
+        let gone = |name: &str| Entry {
+            name: name.into(),
+            kind: None,
+            ino: 1,
+        };
+        // Linked, copied, and one whose kind needed a stat.
+        walk.entry(
+            &node,
+            OsStr::new("1.M1.box:2,S"),
+            Kind::File,
+            false,
+            &mut stats,
+        )
+        .unwrap();
+        walk.entry(
+            &node,
+            OsStr::new("dovecot.index"),
+            Kind::File,
+            true,
+            &mut stats,
+        )
+        .unwrap();
+        assert_eq!(walk.kind_of(&node, &gone("x"), &mut stats).unwrap(), None);
+        // A directory removed before it was opened.
+        node.pending.fetch_add(1, Ordering::SeqCst);
+        let sub = walk.open(&node, OsStr::new(".Trash"), false, &mut stats);
+        assert!(sub.unwrap().is_none());
+        assert_eq!(stats.vanished, 4);
+        assert_eq!(stats.linked + stats.copied, 0);
+        // What is there still fails as it should: a directory in the way.
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let e = walk.entry(&node, OsStr::new("d"), Kind::File, true, &mut stats);
+        assert!(e.is_err());
     }
 }

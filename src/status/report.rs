@@ -187,11 +187,21 @@ impl Health {
     }
 }
 
+/// What the last snapshot warned of, as one problem.
+fn snapshot_problem(warnings: &[String]) -> Option<(Health, String)> {
+    let first = warnings.first()?;
+    let more = match warnings.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more: see the log of mailbackup-snapshot.service)"),
+    };
+    Some((Health::Warning, format!("the last snapshot: {first}{more}")))
+}
+
 /// The one line of `status --check`, plugin style (`MAILBACKUP OK - …|perfdata`),
 /// and its health: critical with no complete backup, when the newest is older
 /// than `max_age_hours`, the last run failed or the key is missing; warning
-/// with stray files in
-/// the target or an interrupted newest set.
+/// with stray files in the target, an interrupted newest set, or what the
+/// last snapshot warned of (a database copied as bytes).
 pub fn check_health(
     inventory: &Inventory,
     dir: &str,
@@ -199,8 +209,10 @@ pub fn check_health(
     max_age_hours: u32,
     last_run_failed: bool,
     key_missing: Option<&str>,
+    snapshot_warnings: &[String],
 ) -> (Health, String) {
     let mut problems: Vec<(Health, String)> = Vec::new();
+    problems.extend(snapshot_problem(snapshot_warnings));
     if let Some(text) = key_missing {
         problems.push((Health::Critical, text.to_owned()));
     }
@@ -581,7 +593,7 @@ mod tests {
                 unknown_files: unknown,
                 unknown_size: 0,
             };
-            check_health(&inv, "/d", now, 36, failed, None)
+            check_health(&inv, "/d", now, 36, failed, None, &[])
         };
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
@@ -611,12 +623,23 @@ mod tests {
             unknown_files: 0,
             unknown_size: 0,
         };
-        let (h, line) = check_health(&inv, "/d", now, 36, false, Some("the key is missing"));
+        let (h, line) = check_health(&inv, "/d", now, 36, false, Some("the key is missing"), &[]);
         assert_eq!(h, Health::Critical);
         assert!(
             line.starts_with("MAILBACKUP CRITICAL - the key is missing|"),
             "{line}"
         );
+        let warned = |w: &[String]| check_health(&inv, "/d", now, 36, false, None, w);
+        let one = ["the SQLite database /d/a.db is corrupt: copied as bytes".to_owned()];
+        let (h, line) = warned(&one);
+        assert_eq!((h, h.exit_code()), (Health::Warning, 1));
+        assert!(
+            line.starts_with("MAILBACKUP WARNING - the last snapshot: the SQLite database /d/a.db is corrupt: copied as bytes|"),
+            "{line}"
+        );
+        let (_, line) = warned(&[one[0].clone(), "b".to_owned(), "c".to_owned()]);
+        assert!(line.contains("(and 2 more: see the log"), "{line}");
+        assert_eq!(warned(&[]).0, Health::Ok);
         let (h, line) = check(vec![young.clone()], 2, false);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(

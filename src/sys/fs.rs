@@ -171,6 +171,22 @@ impl DirFd {
         Ok(entries)
     }
 
+    /// The first bytes (up to `len`) of the regular file `name`, never
+    /// following a symlink nor waiting on a FIFO put in its place.
+    pub fn read_head(&self, name: &OsStr, len: usize) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let fd = fcntl::openat(
+            &self.0,
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+        let mut head = Vec::with_capacity(len);
+        File::from(fd).take(len as u64).read_to_end(&mut head)?;
+        Ok(head)
+    }
+
     /// Removes the entry `name`, a whole tree if it is a directory.
     pub fn remove(&self, name: &OsStr) -> io::Result<()> {
         match unistd::unlinkat(&self.0, name, unistd::UnlinkatFlags::NoRemoveDir) {
@@ -235,7 +251,7 @@ impl DirFd {
 
     /// Gives the entry `name` (a symlink itself, not its target) the owner,
     /// mode and times of `meta`. The mode is left alone for a symlink.
-    fn set_attributes_at(&self, name: &OsStr, meta: &Stat) -> io::Result<()> {
+    pub fn set_attributes_at(&self, name: &OsStr, meta: &Stat) -> io::Result<()> {
         let nofollow = AtFlags::AT_SYMLINK_NOFOLLOW;
         unistd::fchownat(
             &self.0,

@@ -27,6 +27,7 @@ mod root {
     mod install_steps;
     mod operate;
     mod snapshot;
+    mod sqlite_snapshot;
     mod tiers;
 }
 

@@ -443,7 +443,7 @@ pub fn snapshot(root: &Path, skip: &[&str]) -> Tree {
                     let mut f = fs::File::from(open(OFlag::O_RDONLY));
                     let mut content = Vec::new();
                     std::io::Read::read_to_end(&mut f, &mut content).unwrap();
-                    ("file", content)
+                    ("file", without_sqlite_counters(content))
                 }
             };
             map.insert(
@@ -471,6 +471,18 @@ pub fn snapshot(root: &Path, skip: &[&str]) -> Tree {
         }
     }
     map
+}
+
+/// A SQLite database with the header fields that SQLite's online backup
+/// sets in its copy blanked: the change counter (bytes 24..28), the change
+/// it is valid for and the version of SQLite that wrote it (92..100). The
+/// snapshot takes databases with it; every other byte must be the same.
+pub fn without_sqlite_counters(mut content: Vec<u8>) -> Vec<u8> {
+    if content.len() >= 100 && content.starts_with(b"SQLite format 3\0") {
+        content[24..28].fill(0);
+        content[92..100].fill(0);
+    }
+    content
 }
 
 fn state_of(m: &fs::Metadata, kind: &'static str, content: Vec<u8>, mtime: bool) -> FileState {

@@ -11,15 +11,16 @@ use crate::config::Layout;
 use crate::duplicity::inventory::{Backup, Inventory};
 use crate::duplicity::migration;
 use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
-use crate::status::report::should_force_full;
+use crate::status::report::{full_reason, FullReason};
 
 /// Back up STORAGE_ROOT (without its backup/ directory) with duplicity.
 ///
-/// Makes a full backup when there is none yet, when --full is given, or when
-/// the increments since the last full backup add up to more than half of it;
-/// an incremental one otherwise. Exits with duplicity's exit code. It does not
-/// stop the mail services, prune or run the after-backup hook: the systemd
-/// units do that.
+/// Makes a full backup when there is none yet or when --full is given; on a
+/// Saturday or Sunday (local time) also when the increments since the last
+/// full backup add up to more than half of it, or when that full backup is
+/// older than min_age_in_days x 10 + 1 days (Mail-in-a-Box v75's rule); an
+/// incremental one otherwise. Exits with duplicity's exit code. It does not
+/// stop the mail services, run the hooks or prune: the systemd units do that.
 ///
 /// With --from-snapshot it backs up the snapshot that `mailbackup snapshot`
 /// took while the mail services were stopped, in the place of STORAGE_ROOT.
@@ -63,26 +64,28 @@ pub fn choose_mode(
     clock: Clock,
 ) -> (BackupMode, &'static str) {
     if force_full {
-        (BackupMode::Full, "--full was given")
-    } else if !backups.iter().any(|b| b.full) {
+        return (BackupMode::Full, "--full was given");
+    }
+    match full_reason(backups, min_age_days, clock.now_us, clock.weekend) {
         // An interrupted full backup is no base for an increment: duplicity
         // restarts it, and would refuse an incremental one (exit 17).
-        (BackupMode::Full, "there is no complete full backup yet")
-    } else if should_force_full(backups, min_age_days, clock.now_us, clock.weekend) {
-        (
+        Some(FullReason::NoFull) => (BackupMode::Full, "there is no complete full backup yet"),
+        Some(FullReason::Increments) => (
             BackupMode::Full,
-            "it is the weekend, and the increments since the last full backup exceed half of it or it is older than min_age_in_days x 10 + 1 days",
-        )
-    } else if clock.weekend {
-        (
+            "it is the weekend, and the increments since the last full backup exceed half of it",
+        ),
+        Some(FullReason::Age) => (
+            BackupMode::Full,
+            "it is the weekend, and the last full backup is older than min_age_in_days x 10 + 1 days",
+        ),
+        None if clock.weekend => (
             BackupMode::Incremental,
-            "the last full backup is recent and large enough",
-        )
-    } else {
-        (
+            "the last full backup is recent, and the increments since are small",
+        ),
+        None => (
             BackupMode::Incremental,
-            "a full backup exists, and new full backups are made on Saturdays and Sundays only",
-        )
+            "a full backup exists; new full backups are made on Saturdays and Sundays",
+        ),
     }
 }
 

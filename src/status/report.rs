@@ -53,17 +53,29 @@ pub fn full_age_cap_days(min_age_days: u32) -> i64 {
     i64::from(min_age_days) * 10 + 1
 }
 
-/// Mail-in-a-Box v75's `should_force_full()`: a full backup when there is
-/// none yet; on a Saturday or Sunday (`weekend`, local time) also when the
-/// increments since the newest full backup add up to more than half of it,
-/// or when that full backup is older than `min_age_days` × 10 + 1 days.
-/// On weekdays never otherwise. `backups` are the listed ones, newest first.
-pub fn should_force_full(
+/// Why a backup must be full, by Mail-in-a-Box v75's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullReason {
+    /// No full backup yet.
+    NoFull,
+    /// The increments since the newest full backup exceed half of it.
+    Increments,
+    /// The newest full backup is older than `min_age_in_days` x 10 + 1 days.
+    Age,
+}
+
+/// Mail-in-a-Box v75's `should_force_full()`, with its reason: a full backup
+/// when there is none yet; on a Saturday or Sunday (`weekend`, local time)
+/// also when the increments since the newest full backup add up to more
+/// than half of it, or when that full backup is older than `min_age_days`
+/// x 10 + 1 days. On weekdays never otherwise. `backups` are the listed
+/// ones, newest first.
+pub fn full_reason(
     backups: &[&Backup],
     min_age_days: u32,
     now_us: i64,
     weekend: bool,
-) -> bool {
+) -> Option<FullReason> {
     let mut inc_size = 0u64;
     for b in backups {
         if !b.full {
@@ -72,15 +84,15 @@ pub fn should_force_full(
         }
         if weekend {
             if inc_size as f64 > 0.5 * b.size as f64 {
-                return true;
+                return Some(FullReason::Increments);
             }
             if date_us(b) + full_age_cap_days(min_age_days) * DAY_US < now_us {
-                return true;
+                return Some(FullReason::Age);
             }
         }
-        return false;
+        return None;
     }
-    true
+    Some(FullReason::NoFull)
 }
 
 /// v75's guess of when the newest chain is deleted, in days from now (can

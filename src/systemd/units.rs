@@ -13,6 +13,7 @@ use crate::config::Layout;
 pub const SERVICE: &str = "mailbackup.service";
 pub const TIMER: &str = "mailbackup.timer";
 pub const HOOK_SERVICE: &str = "mailbackup-after-backup.service";
+pub const BEFORE_HOOK_SERVICE: &str = "mailbackup-before-backup.service";
 pub const VERIFY_SERVICE: &str = "mailbackup-verify.service";
 pub const VERIFY_TIMER: &str = "mailbackup-verify.timer";
 pub const FAILURE_SERVICE: &str = "mailbackup-failure@.service";

@@ -268,7 +268,7 @@ fn prune_passes_the_reference_command_lines() {
     assert_eq!(calls.len(), 2, "{argv}");
     assert!(
         // The newest backup is older than 7 days: it bounds the cutoff.
-        calls[0].starts_with("remove-older-than\n1795568400\n--archive-dir\n"),
+        calls[0].starts_with("remove-older-than\n1795136400\n--archive-dir\n"),
         "{argv}"
     );
     assert!(calls[0].contains("--force\n"));

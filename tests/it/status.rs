@@ -4,13 +4,11 @@
 //! time zones and at moments near daylight saving changes. The keys v75 kept
 //! follow v75 (tests/v75.rs).
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const ZONES: [&str; 6] = [

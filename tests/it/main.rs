@@ -28,6 +28,7 @@ mod root {
     mod operate;
     mod snapshot;
     mod tiers;
+    mod v75;
 }
 
 mod servers {
@@ -38,6 +39,7 @@ mod servers {
 
 mod e2e {
     mod backup;
+    mod before_backup;
     mod fidelity;
     mod package;
     mod pause;

@@ -5,9 +5,7 @@
 //! writes is in the backup; its failure fails the backup, and its words are
 //! in the failure mail.
 
-mod common;
-
-use common::container::Container;
+use crate::common::container::Container;
 
 /// A hook that says who, where and when it ran (is the snapshot taken, is
 /// the mail up, is duplicity running) into STORAGE_ROOT/before-ran, and puts a "database dump"
@@ -42,6 +40,7 @@ fn backup_of(c: &Container, file: &str) -> String {
 
 #[test]
 fn the_hook_runs_as_the_box_user_before_the_snapshot_and_its_output_is_backed_up() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(4, "");
     install_hook(&c, HOOK);
@@ -74,6 +73,7 @@ fn the_hook_runs_as_the_box_user_before_the_snapshot_and_its_output_is_backed_up
 
 #[test]
 fn with_downtime_full_the_hook_runs_while_the_mail_is_down() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(4, "--downtime full");
     install_hook(&c, HOOK);
@@ -99,6 +99,7 @@ fn with_downtime_full_the_hook_runs_while_the_mail_is_down() {
 
 #[test]
 fn a_failing_hook_fails_the_backup_and_the_mail_quotes_it() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(4, "");
     install_hook(

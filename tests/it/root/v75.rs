@@ -3,13 +3,11 @@
 //! targets and on chains real duplicity wrote, the full-or-incremental choice
 //! against it day by day, and `prune` with `min_age_in_days: 0`.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Map, Value};
 
 const ZONES: [&str; 5] = [
@@ -228,6 +226,7 @@ fn v75_view(ours: &Value) -> Value {
 
 #[test]
 fn status_json_equals_v75_on_generated_targets() {
+    needs_root!();
     let mut rng = Rng(0x7575_1234_abcd);
     let (mut compared, mut unmatched, mut past) = (0, 0, 0);
     for zone in ZONES {
@@ -305,6 +304,7 @@ fn days(n: usize) -> Vec<String> {
 
 #[test]
 fn the_choice_of_full_follows_v75_day_by_day_with_real_duplicity() {
+    needs_root!();
     let zone = "Europe/Berlin";
     let mailbox = mailbox_with_mail("target: local\nmin_age_in_days: 3\n");
     // Wed first (full), Thu, Fri big increment, Sat (size rule: full),
@@ -328,6 +328,7 @@ fn the_choice_of_full_follows_v75_day_by_day_with_real_duplicity() {
 
 #[test]
 fn status_json_equals_v75_on_real_chains() {
+    needs_root!();
     let zone = "America/New_York";
     let mailbox = mailbox_with_mail("target: local\nmin_age_in_days: 0\n");
     // min_age 0: a full backup older than a day is replaced on Saturday and
@@ -401,6 +402,7 @@ fn duplicity(
 
 #[test]
 fn prune_with_min_age_0_keeps_the_chain_in_use() {
+    needs_root!();
     let zone = "UTC";
     let mailbox = mailbox_with_mail("target: local\nmin_age_in_days: 0\n");
     // Wed full, Thu inc, then a new chain: --full on Friday.
@@ -477,6 +479,7 @@ fn prune_with_min_age_0_keeps_the_chain_in_use() {
 
 #[test]
 fn min_age_in_days_0_is_accepted_and_a_negative_one_refused() {
+    needs_root!();
     let mailbox = MailBox::new();
     mailbox.set_target("target: local\nmin_age_in_days: 0\n");
     fs::create_dir_all(mailbox.target()).unwrap();

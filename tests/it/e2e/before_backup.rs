@@ -31,7 +31,7 @@ fn backup_of(c: &Container, file: &str) -> String {
         r#"set -e
         rm -rf /tmp/r && mkdir -m 700 /tmp/r /tmp/r/gnupg
         PASSPHRASE="$(head -n1 {root}/backup/secret_key.txt)" GNUPGHOME=/tmp/r/gnupg \
-            duplicity restore --archive-dir /tmp/r/cache --path-to-restore {file} \
+            duplicity restore --archive-dir /tmp/r/cache --file-to-restore {file} \
             file://{root}/backup/encrypted /tmp/r/{file} >/dev/null
         cat /tmp/r/{file}"#,
         root = c.root

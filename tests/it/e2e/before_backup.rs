@@ -6,6 +6,7 @@
 //! in the failure mail.
 
 use crate::common::container::Container;
+use crate::common::needs_root;
 
 /// A hook that says who, where and when it ran (is the snapshot taken, is
 /// the mail up, is duplicity running) into STORAGE_ROOT/before-ran, and puts a "database dump"

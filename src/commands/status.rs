@@ -22,7 +22,8 @@ use crate::systemd::units::SERVICE;
 /// will be deleted. Never writes anything.
 ///
 /// With --json, prints the dictionary of Mail-in-a-Box's `backup_status()`
-/// (directory, encpwfile, tz, backups) for the control panel.
+/// (backups with their volumes, unmatched_file_size) for the control panel,
+/// with the keys of its 2015 version (directory, encpwfile, tz, previous).
 ///
 /// With --check, prints one line and exits like a Nagios/Icinga plugin: 0
 /// when the newest backup is younger than --max-age, the last run

@@ -13,6 +13,7 @@ use crate::config::Layout;
 pub const SERVICE: &str = "mailbackup.service";
 pub const TIMER: &str = "mailbackup.timer";
 pub const HOOK_SERVICE: &str = "mailbackup-after-backup.service";
+pub const BEFORE_HOOK_SERVICE: &str = "mailbackup-before-backup.service";
 pub const VERIFY_SERVICE: &str = "mailbackup-verify.service";
 pub const VERIFY_TIMER: &str = "mailbackup-verify.timer";
 pub const FAILURE_SERVICE: &str = "mailbackup-failure@.service";
@@ -20,10 +21,11 @@ pub const FAILURE_SERVICE: &str = "mailbackup-failure@.service";
 pub const SNAPSHOT_SERVICE: &str = "mailbackup-snapshot.service";
 
 /// The unit names `install` writes and `uninstall` removes.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     SERVICE,
     TIMER,
     HOOK_SERVICE,
+    BEFORE_HOOK_SERVICE,
     VERIFY_SERVICE,
     VERIFY_TIMER,
     FAILURE_SERVICE,
@@ -239,6 +241,14 @@ struct HookUnit<'a> {
     config: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mailbackup-before-backup.service", escape = "none")]
+struct BeforeHookUnit<'a> {
+    hook: &'a str,
+    storage_user: &'a str,
+    config: &'a str,
+}
+
 /// A path as a unit file takes it: absolute, one word, `%` escaped.
 fn unit_path(what: &str, path: &Path) -> Result<String> {
     let Some(s) = path.to_str() else {
@@ -297,7 +307,7 @@ fn user_name(name: &str) -> Result<&str> {
         bail!("STORAGE_USER {name:?} is not a valid user name");
     }
     if name == "root" {
-        bail!("STORAGE_USER is root: the after-backup hook must not run as root; set STORAGE_USER to the box's user");
+        bail!("STORAGE_USER is root: the before-backup and after-backup hooks must not run as root; set STORAGE_USER to the box's user");
     }
     Ok(name)
 }
@@ -335,6 +345,7 @@ struct Checked<'a> {
     backup_dir: String,
     key_file: String,
     hook: String,
+    before_hook: String,
     bin: String,
     storage_user: &'a str,
     on_calendar: &'a str,
@@ -355,6 +366,7 @@ fn check(settings: &UnitSettings) -> Result<Checked<'_>> {
     let backup_dir = unit_path("The backup directory", &l.backup_dir)?;
     let key_file = unit_path("The key file", &l.key_file)?;
     let hook = unit_path("The after-backup hook", &l.hook)?;
+    let before_hook = unit_path("The before-backup hook", &l.before_hook)?;
     let bin = unit_path("The mailbackup binary", &settings.bin)?;
     let storage_user = user_name(&settings.storage_user)?;
     let on_calendar = calendar_spec(&settings.on_calendar)?;
@@ -393,6 +405,7 @@ fn check(settings: &UnitSettings) -> Result<Checked<'_>> {
         backup_dir,
         key_file,
         hook,
+        before_hook,
         bin,
         storage_user,
         on_calendar,
@@ -424,10 +437,16 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         storage_user: c.storage_user,
         config: &c.config,
     };
+    let before_hook = BeforeHookUnit {
+        hook: &c.before_hook,
+        storage_user: c.storage_user,
+        config: &c.config,
+    };
     let mut files = vec![
         service_unit(settings, &c)?,
         unit_file(TIMER, timer.render(), None)?,
         unit_file(HOOK_SERVICE, hook.render(), None)?,
+        unit_file(BEFORE_HOOK_SERVICE, before_hook.render(), None)?,
         unit_file(FAILURE_SERVICE, failure.render(), None)?,
     ];
     if let Some(on_calendar) = c.verify_calendar {

@@ -29,6 +29,7 @@ mod root {
     mod snapshot;
     mod sqlite_snapshot;
     mod tiers;
+    mod v75;
 }
 
 mod servers {
@@ -39,6 +40,7 @@ mod servers {
 
 mod e2e {
     mod backup;
+    mod before_backup;
     mod fidelity;
     mod package;
     mod pause;

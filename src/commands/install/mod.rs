@@ -29,7 +29,8 @@ use crate::systemd::{self, SYSTEM_UNIT_DIR};
 /// the snapshot up while they run again, prunes; with --downtime full,
 /// stops them for the whole backup), mailbackup-snapshot.service,
 /// mailbackup.timer,
-/// mailbackup-after-backup.service (the after-backup hook, as STORAGE_USER),
+/// mailbackup-before-backup.service and mailbackup-after-backup.service
+/// (the before-backup and after-backup hooks, as STORAGE_USER),
 /// mailbackup-verify.service and .timer (a monthly verification), and
 /// mailbackup-failure@.service (mails the administrator when one of them
 /// fails); creates STORAGE_ROOT/backup and a new key if there is none; and

@@ -51,6 +51,24 @@ fn full_then_incremental_restore_byte_for_byte() {
     }
 }
 
+/// Days from today to the next Friday (today if it is one), local time.
+fn days_to_next_friday() -> i64 {
+    use chrono::Datelike;
+    let today = chrono::Local::now().weekday().num_days_from_monday() as i64;
+    (4 - today).rem_euclid(7)
+}
+
+/// `mailbackup run` with the clock `days` days ahead (faketime, running).
+fn run_days_ahead(mailbox: &MailBox, days: i64) {
+    let out = clean_command("faketime", &mailbox.path_var)
+        .args(["-f", &format!("+{days}d"), BIN, "--config"])
+        .arg(&mailbox.conf)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
 #[test]
 fn increments_past_half_the_full_make_a_full() {
     needs_root!();
@@ -87,11 +105,15 @@ fn increments_past_half_the_full_make_a_full() {
             .map(|b| b["size"].as_u64().unwrap())
             .sum();
         assert!(sizes as f64 > 0.5 * full_size as f64, "{status}");
-        next_second();
-        mailbox.ok(&["run"]);
+        // Mail-in-a-Box v75's rule: a full backup then, but on a Saturday or
+        // Sunday only.
+        let friday = days_to_next_friday();
+        run_days_ahead(&mailbox, friday);
+        assert_eq!(mailbox.kinds()[0], "inc", "{}", flavor.name);
+        run_days_ahead(&mailbox, friday + 1);
         assert_eq!(
             mailbox.kinds(),
-            ["full", "inc", "inc", "inc", "full"],
+            ["full", "inc", "inc", "inc", "inc", "full"],
             "{}",
             flavor.name
         );

@@ -226,39 +226,9 @@ fn restore_in_place(
     args: &RestoreArgs,
 ) -> Result<u8> {
     let root = &layout.storage_root;
-    let services: Vec<String> = args
-        .services
-        .clone()
-        .unwrap_or_else(installed_services)
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| units::service_name(s))
-        .collect::<Result<_>>()?;
-    if let Some(state) = systemd::active_state(SERVICE) {
-        if matches!(
-            state.as_str(),
-            "active" | "activating" | "deactivating" | "reloading"
-        ) {
-            bail!(
-                "a backup is running ({SERVICE} is {state}): wait for it to finish, then restore"
-            );
-        }
-    }
-    let parent = root
-        .parent()
-        .context("STORAGE_ROOT has no parent directory")?;
-    let root_dev = std::fs::metadata(root)
-        .with_context(|| format!("Failed to read {}", root.display()))?
-        .dev();
-    let parent_dev = std::fs::metadata(parent)
-        .with_context(|| format!("Failed to read {}", parent.display()))?
-        .dev();
-    if root_dev != parent_dev {
-        bail!(
-            "{} is a mount point, which an in-place restore cannot swap: restore with --to and copy the files back",
-            root.display()
-        );
-    }
+    let services = services_to_stop(args)?;
+    refuse_while_a_backup_runs()?;
+    refuse_a_mount_point(root)?;
     let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(layout, &key.passphrase, target)?;
     check_space(layout, target, None, root)?;
@@ -268,36 +238,12 @@ fn restore_in_place(
         eprintln!("mailbackup: nothing restored");
         return Ok(1);
     }
-
     // The restore itself, while the mail runs on: a failure here leaves the
     // live data untouched.
-    let outcome = duplicity.run(&duplicity::restore_args(
-        layout,
-        target,
-        args.time.as_deref(),
-        None,
-        &restoring,
-    ))?;
-    if outcome.code != 0 {
-        let _ = std::fs::remove_dir_all(&restoring);
-        eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {}); {} is untouched",
-            outcome.code,
-            root.display()
-        );
-        return Ok(outcome.code);
+    let code = restore_beside(layout, target, &duplicity, args, &restoring)?;
+    if code != 0 {
+        return Ok(code);
     }
-    if !outcome.not_restored.is_empty() {
-        let _ = std::fs::remove_dir_all(&restoring);
-        eprintln!(
-            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
-             above; a full disk, or a full temporary directory, where it patches files); {} is untouched",
-            list_files(&outcome.not_restored),
-            root.display()
-        );
-        return Ok(1);
-    }
-
     let stopped = stop_services(&services);
     let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
     let started = start_services(&services);
@@ -316,6 +262,90 @@ fn restore_in_place(
         root.display(),
         previous.display()
     );
+    Ok(0)
+}
+
+/// The units an in-place restore stops: --services, else those installed.
+fn services_to_stop(args: &RestoreArgs) -> Result<Vec<String>> {
+    args.services
+        .clone()
+        .unwrap_or_else(installed_services)
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| units::service_name(s))
+        .collect()
+}
+
+fn refuse_while_a_backup_runs() -> Result<()> {
+    if let Some(state) = systemd::active_state(SERVICE) {
+        if matches!(
+            state.as_str(),
+            "active" | "activating" | "deactivating" | "reloading"
+        ) {
+            bail!(
+                "a backup is running ({SERVICE} is {state}): wait for it to finish, then restore"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An in-place restore renames STORAGE_ROOT, which a mount point refuses.
+fn refuse_a_mount_point(root: &Path) -> Result<()> {
+    let parent = root
+        .parent()
+        .context("STORAGE_ROOT has no parent directory")?;
+    let root_dev = std::fs::metadata(root)
+        .with_context(|| format!("Failed to read {}", root.display()))?
+        .dev();
+    let parent_dev = std::fs::metadata(parent)
+        .with_context(|| format!("Failed to read {}", parent.display()))?
+        .dev();
+    if root_dev != parent_dev {
+        bail!(
+            "{} is a mount point, which an in-place restore cannot swap: restore with --to and copy the files back",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Restores the whole backup into `restoring`, beside STORAGE_ROOT. On a
+/// failure, removes it and returns the exit code (0 when all went well).
+fn restore_beside(
+    layout: &Layout,
+    target: &Target,
+    duplicity: &Duplicity,
+    args: &RestoreArgs,
+    restoring: &Path,
+) -> Result<u8> {
+    let root = &layout.storage_root;
+    let outcome = duplicity.run(&duplicity::restore_args(
+        layout,
+        target,
+        args.time.as_deref(),
+        None,
+        restoring,
+    ))?;
+    if outcome.code != 0 {
+        let _ = std::fs::remove_dir_all(restoring);
+        eprintln!(
+            "mailbackup: the restore failed (duplicity exit code {}); {} is untouched",
+            outcome.code,
+            root.display()
+        );
+        return Ok(outcome.code);
+    }
+    if !outcome.not_restored.is_empty() {
+        let _ = std::fs::remove_dir_all(restoring);
+        eprintln!(
+            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
+             above; a full disk, or a full temporary directory, where it patches files); {} is untouched",
+            list_files(&outcome.not_restored),
+            root.display()
+        );
+        return Ok(1);
+    }
     Ok(0)
 }
 

@@ -27,10 +27,20 @@ use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 /// kept, renamed STORAGE_ROOT.before-restore-TIME, and its backup/ moves to
 /// the new tree), and starts the services again, also when a step fails.
 ///
+/// With --mailbox, puts one mailbox (or, with --folder, one folder and its
+/// subfolders) back into the live mail store while the mail runs: into a
+/// new folder "Restored DATE" (the date of the backup) of that mailbox,
+/// subscribed, with every message and its flags, owned like the mailbox.
+/// Nothing that is in the mailbox now is changed. duplicity reads only the
+/// mailbox's directory. A mailbox deleted since the backup is recreated as
+/// it was. Restoring the same backup again says where it went and stops.
+///
 /// While a restore runs, a backup started by the timer refuses before it
 /// stops the mail, and names the restore; so does a second restore.
 ///
 /// Examples:
+///   mailbackup restore --mailbox alice@example.com --time 1D
+///   mailbackup restore --mailbox alice@example.com --folder Invoices --time 2026-12-02
 ///   mailbackup restore --to /root/restored --path mail/mailboxes/example.com/alice
 ///   mailbackup restore --to /root/yesterday --time 1D
 ///   mailbackup restore --in-place --time 2026-11-20
@@ -41,10 +51,20 @@ pub struct RestoreArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "in_place",
-        conflicts_with = "in_place"
+        required_unless_present_any = ["in_place", "mailbox"],
+        conflicts_with_all = ["in_place", "mailbox"]
     )]
     pub to: Option<PathBuf>,
+
+    /// Put this address's mailbox back into the live mail store, into a new
+    /// folder "Restored DATE" of it.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["in_place", "path"])]
+    pub mailbox: Option<String>,
+
+    /// With --mailbox: only this folder and its subfolders (Invoices,
+    /// Work/2024, INBOX).
+    #[arg(long, value_name = "NAME", requires = "mailbox")]
+    pub folder: Option<String>,
 
     /// Replace the live STORAGE_ROOT with the backup, keeping the current tree.
     #[arg(long)]
@@ -76,12 +96,24 @@ pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
     }
     let layout = config.layout();
     let target = super::load_settings(&config)?.active_target()?;
-    let what = if args.in_place {
+    let what = if args.mailbox.is_some() {
+        "mailbackup restore --mailbox"
+    } else if args.in_place {
         "mailbackup restore --in-place"
     } else {
         "mailbackup restore --to"
     };
     let _held = super::hold_restore_lock(&layout, what)?;
+    if let Some(address) = &args.mailbox {
+        return super::restore_mailbox::run(
+            &config,
+            &layout,
+            &target,
+            address,
+            args.time.as_deref(),
+            args.folder.as_deref(),
+        );
+    }
     match &args.to {
         Some(dir) => restore_to(&config, &layout, &target, dir, args),
         None => restore_in_place(&config, &layout, &target, args),
@@ -352,7 +384,12 @@ fn restore_beside(
 /// Refuses a restore that would fill the disk: duplicity can hang when it
 /// runs out of space half way. What it needs is estimated generously: the
 /// larger of the live data and the newest chain of backups.
-fn check_space(layout: &Layout, target: &Target, path: Option<&Path>, dest: &Path) -> Result<()> {
+pub(super) fn check_space(
+    layout: &Layout,
+    target: &Target,
+    path: Option<&Path>,
+    dest: &Path,
+) -> Result<()> {
     let source = path.map_or_else(
         || layout.storage_root.clone(),
         |p| layout.storage_root.join(p),

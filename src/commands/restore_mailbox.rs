@@ -71,36 +71,10 @@ pub fn run(
     let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(layout, &key.passphrase, target)?;
     let scratch = Scratch::make(&live)?;
-    let rel = live.address.relative_dir();
-    super::restore::check_space(layout, target, Some(&rel), &scratch.path)?;
     let restored = scratch.path.join("mailbox");
-    let outcome = duplicity.run(&duplicity::restore_args(
-        layout,
-        target,
-        Some(backup.date.as_str()),
-        Some(&rel),
-        &restored,
-    ))?;
-    if outcome.code == EXIT_PATH_NOT_FOUND {
-        return Err(no_such_mailbox(
-            layout,
-            target,
-            &duplicity,
-            &backup,
-            &live.address,
-        ));
-    }
-    if outcome.locked_out {
-        bail!("duplicity's cache {} is in use (a backup is running): wait for it to finish, then restore again", layout.cache_dir.display());
-    }
-    if outcome.code != 0 || !outcome.not_restored.is_empty() {
-        eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {}, {} files not restored); {} is untouched",
-            outcome.code,
-            outcome.not_restored.len(),
-            live.dir.display()
-        );
-        return Ok(outcome.code.max(1));
+    let code = restore_mailbox_dir(layout, target, &duplicity, &backup, &live, &restored)?;
+    if code != 0 {
+        return Ok(code);
     }
     let found = folders_in(&restored)?;
     let chosen = maildir::select_folders(&found, wanted.as_deref());
@@ -133,6 +107,53 @@ pub fn run(
             format!("into the new folder {placed:?}; nothing that was there changed")
         }
     );
+    Ok(0)
+}
+
+/// Restores the mailbox's directory of `backup` into `restored` (in the
+/// scratch directory). Returns duplicity's exit code when it failed.
+fn restore_mailbox_dir(
+    layout: &Layout,
+    target: &Target,
+    duplicity: &Duplicity,
+    backup: &Backup,
+    live: &Live,
+    restored: &Path,
+) -> Result<u8> {
+    let rel = live.address.relative_dir();
+    let scratch = restored.parent().unwrap_or(restored);
+    super::restore::check_space(layout, target, Some(&rel), scratch)?;
+    let outcome = duplicity.run(&duplicity::restore_args(
+        layout,
+        target,
+        Some(backup.date.as_str()),
+        Some(&rel),
+        restored,
+    ))?;
+    if outcome.code == EXIT_PATH_NOT_FOUND {
+        return Err(no_such_mailbox(
+            layout,
+            target,
+            duplicity,
+            backup,
+            &live.address,
+        ));
+    }
+    if outcome.locked_out {
+        bail!(
+            "duplicity's cache {} is in use (a backup is running): wait for it to finish, then restore again",
+            layout.cache_dir.display()
+        );
+    }
+    if outcome.code != 0 || !outcome.not_restored.is_empty() {
+        eprintln!(
+            "mailbackup: the restore failed (duplicity exit code {}, {} files not restored); {} is untouched",
+            outcome.code,
+            outcome.not_restored.len(),
+            live.dir.display()
+        );
+        return Ok(outcome.code.max(1));
+    }
     Ok(0)
 }
 

@@ -342,6 +342,12 @@ fn an_unknown_address_names_the_closest_mailboxes_and_leaves_nothing() {
         let new: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
         assert!(after == before, "{address} left something: {new:?}");
     }
+    let out = mailbox.run(&["restore", "--folder", "Invoices", "--to", "/tmp/x"]);
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        describe(&out)
+    );
     let out = mailbox.run(&["restore", "--mailbox", "not an address"]);
     assert!(
         stderr(&out).contains("is not an email address"),

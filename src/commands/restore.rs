@@ -63,7 +63,12 @@ pub struct RestoreArgs {
 
     /// With --mailbox: only this folder and its subfolders (Invoices,
     /// Work/2024, INBOX).
-    #[arg(long, value_name = "NAME", requires = "mailbox")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "mailbox",
+        conflicts_with_all = ["to", "in_place"]
+    )]
     pub folder: Option<String>,
 
     /// Replace the live STORAGE_ROOT with the backup, keeping the current tree.

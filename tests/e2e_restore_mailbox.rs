@@ -69,7 +69,7 @@ fn a_folder_deleted_over_imap_comes_back_into_the_same_session() {
     );
     let restore_log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        !restore_log.contains("warning"),
+        !restore_log.contains("warning: doveadm"),
         "doveadm force-resync failed: {restore_log}"
     );
     let seen: serde_json::Value = serde_json::from_str(&c.ok("cat /tmp/session.json")).unwrap();

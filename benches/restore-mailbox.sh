@@ -8,13 +8,18 @@
 # the medians and their ratio are printed. Target: ratio <= 1.2.
 #   bash benches/restore-mailbox.sh              (as root; builds what it needs)
 #   BENCH_DIR=/srv/scratch RUNS=5 bash benches/restore-mailbox.sh
+#   MAILBACKUP_BIN=target/release/mailbackup bash benches/restore-mailbox.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 work=${BENCH_DIR:-/var/tmp/mailbackup-bench-restore}
 runs=${RUNS:-3}
-cargo build --release --locked -q
-bin=$PWD/target/release/mailbackup
+# MAILBACKUP_BIN: a mailbackup already built (default: build the release one).
+bin=${MAILBACKUP_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release --locked -q
+    bin=$PWD/target/release/mailbackup
+fi
 rm -rf "$work" && mkdir -p "$work/root/backup"
 trap 'rm -rf "$work"' EXIT
 root=$work/root

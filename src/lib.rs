@@ -9,6 +9,7 @@ pub mod config;
 pub mod duplicity;
 pub mod key;
 pub mod mail;
+pub mod maildir;
 pub mod snapshot;
 pub mod status;
 pub mod sys;

@@ -5,6 +5,7 @@
 pub mod backup_set;
 pub mod inventory;
 pub mod migration;
+pub mod when;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -284,6 +285,23 @@ impl<'a> Duplicity<'a> {
 
     /// Runs `duplicity ARGS` in the directory `cwd`, if given.
     pub fn run_in(&self, cwd: Option<&Path>, args: &[OsString]) -> Result<Outcome> {
+        self.run_with(cwd, args, None)
+    }
+
+    /// Runs `duplicity ARGS` and keeps what it writes on its standard
+    /// output (a listing) instead of passing it through.
+    pub fn run_capturing(&self, args: &[OsString]) -> Result<(Outcome, Vec<u8>)> {
+        let mut captured = Vec::new();
+        let outcome = self.run_with(None, args, Some(&mut captured))?;
+        Ok((outcome, captured))
+    }
+
+    fn run_with(
+        &self,
+        cwd: Option<&Path>,
+        args: &[OsString],
+        capture: Option<&mut Vec<u8>>,
+    ) -> Result<Outcome> {
         self.prepare_private_dirs()?;
         match cwd {
             Some(dir) => eprintln!(
@@ -318,7 +336,10 @@ impl<'a> Duplicity<'a> {
         };
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let (from_stdout, from_stderr) = std::thread::scope(|s| {
-            let out = s.spawn(|| relay_all(stdout, std::io::stdout()));
+            let out = s.spawn(move || match capture {
+                Some(buffer) => relay_all(stdout, buffer),
+                None => relay_all(stdout, std::io::stdout()),
+            });
             let err = relay_all(stderr, std::io::stderr());
             (out.join().unwrap_or_default(), err)
         });

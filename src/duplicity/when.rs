@@ -137,6 +137,7 @@ mod tests {
             previous: None,
             size: 0,
             complete,
+            volumes: 1,
         };
         let backups = [
             backup("20261203T030000Z", false),

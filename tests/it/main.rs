@@ -36,6 +36,7 @@ mod servers {
     mod causes;
     mod install;
     mod remote;
+    mod restore_mailbox;
 }
 
 mod e2e {
@@ -45,4 +46,5 @@ mod e2e {
     mod package;
     mod pause;
     mod remote;
+    mod restore_mailbox;
 }

@@ -2,10 +2,8 @@
 //! serving the box's Maildirs as Mail-in-a-Box sets it up, an IMAP client
 //! (Python's imaplib) logged in on 127.0.0.1:143 while the restore runs.
 
-mod common;
-
-use common::container::Container;
-use common::describe;
+use crate::common::container::Container;
+use crate::common::{describe, needs_root};
 
 /// dovecot as Mail-in-a-Box has it (`mail_location`, mail owned by `mail`),
 /// with a passwd-file passdb for alice in place of the box's SQL one.
@@ -41,6 +39,7 @@ EOF
 
 #[test]
 fn a_folder_deleted_over_imap_comes_back_into_the_same_session() {
+    needs_root!();
     let c = Container::boot();
     std::fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/imap-restore.py"),

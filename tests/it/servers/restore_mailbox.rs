@@ -1,16 +1,14 @@
 //! `restore --mailbox`: one mailbox, or a folder of it, back into the live
 //! Maildir from a real duplicity backup, beside the mail that is there.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::servers::Moto;
-use common::*;
+use crate::common::servers::Moto;
+use crate::common::*;
 
 const ALICE: &str = "mail/mailboxes/example.com/alice";
 
@@ -164,6 +162,7 @@ fn without(mut f: Folders, prefix: &str) -> Folders {
 
 #[test]
 fn a_deleted_folder_comes_back_beside_new_mail_with_flags_owner_and_subscription() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         let m = make_alice(&mailbox.root);
@@ -239,6 +238,7 @@ fn a_deleted_folder_comes_back_beside_new_mail_with_flags_owner_and_subscription
 
 #[test]
 fn a_folder_comes_back_with_its_subfolders_only() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     let m = make_alice(&mailbox.root);
@@ -278,6 +278,7 @@ fn a_folder_comes_back_with_its_subfolders_only() {
 
 #[test]
 fn a_second_restore_of_the_same_backup_duplicates_nothing() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     let m = make_alice(&mailbox.root);
@@ -310,6 +311,7 @@ fn a_second_restore_of_the_same_backup_duplicates_nothing() {
 
 #[test]
 fn an_unknown_address_names_the_closest_mailboxes_and_leaves_nothing() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_alice(&mailbox.root);
@@ -370,6 +372,7 @@ fn an_unknown_address_names_the_closest_mailboxes_and_leaves_nothing() {
 
 #[test]
 fn a_mailbox_deleted_since_is_recreated_as_it_was_with_its_owner() {
+    needs_root!();
     let flavor = &flavors()[1];
     let mailbox = MailBox::new().with_flavor(flavor);
     let m = make_alice(&mailbox.root);
@@ -402,6 +405,7 @@ fn a_mailbox_deleted_since_is_recreated_as_it_was_with_its_owner() {
 
 #[test]
 fn another_restore_holding_the_lock_is_named_and_nothing_changes() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     let m = make_alice(&mailbox.root);
@@ -455,7 +459,7 @@ fn churn(m: &Path, step: usize) {
         .map(|e| e.unwrap().path())
         .collect();
     cur.sort();
-    if step % 3 == 0 {
+    if step.is_multiple_of(3) {
         if let Some(first) = cur.first() {
             fs::remove_file(first).unwrap();
         }
@@ -488,6 +492,7 @@ fn churn(m: &Path, step: usize) {
 
 #[test]
 fn twenty_backups_with_churn_each_restores_exactly_its_own_state() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     let m = make_alice(&mailbox.root);
@@ -525,6 +530,7 @@ fn twenty_backups_with_churn_each_restores_exactly_its_own_state() {
 
 #[test]
 fn a_mailbox_comes_back_from_an_s3_target() {
+    needs_root!();
     let flavor = &flavors()[1];
     let moto = Moto::start();
     moto.create_bucket("mailboxes");

@@ -95,10 +95,6 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         layout.storage_root.display(),
         target.describe()
     );
-    if !args.from_snapshot {
-        // What a snapshot warned of says nothing of a live backup.
-        crate::snapshot::record_warnings(&layout, &[])?;
-    }
     let source = if args.from_snapshot {
         eprintln!(
             "mailbackup: from the snapshot in {}",
@@ -106,6 +102,8 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         );
         Source::Snapshot
     } else {
+        // What a snapshot warned of says nothing of a live backup.
+        crate::snapshot::record_warnings(&layout, &[])?;
         Source::Live {
             include: legacy.iter().cloned().collect(),
         }

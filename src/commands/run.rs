@@ -150,10 +150,6 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
     }
 
     let mode = announce_mode(args, &inventory, settings.min_age_in_days, &layout, target);
-    if !args.from_snapshot {
-        // What a snapshot warned of says nothing of a live backup.
-        crate::snapshot::record_warnings(&layout, &[])?;
-    }
     let source = if args.from_snapshot {
         eprintln!(
             "mailbackup: from the snapshot in {}",
@@ -161,6 +157,8 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         );
         Source::Snapshot
     } else {
+        // What a snapshot warned of says nothing of a live backup.
+        crate::snapshot::record_warnings(&layout, &[])?;
         Source::Live {
             include: legacy.iter().cloned().collect(),
         }

@@ -646,6 +646,27 @@ mod tests {
     }
 
     #[test]
+    fn what_the_last_snapshot_warned_of_is_a_warning() {
+        let now = at("2026-11-24 13:00:00");
+        let inv = Inventory {
+            backups: vec![backup("20261124T010000Z", None, 2048)],
+            unknown_files: 0,
+            unknown_size: 0,
+        };
+        let warned = |w: &[String]| check_health(&inv, "/d", now, 36, false, None, w);
+        let one = ["the SQLite database /d/a.db is corrupt: copied as bytes".to_owned()];
+        let (h, line) = warned(&one);
+        assert_eq!((h, h.exit_code()), (Health::Warning, 1));
+        assert!(
+            line.starts_with("MAILBACKUP WARNING - the last snapshot: the SQLite database /d/a.db is corrupt: copied as bytes|"),
+            "{line}"
+        );
+        let (_, line) = warned(&[one[0].clone(), "b".to_owned(), "c".to_owned()]);
+        assert!(line.contains("(and 2 more: see the log"), "{line}");
+        assert_eq!(warned(&[]).0, Health::Ok);
+    }
+
+    #[test]
     fn health_checks() {
         let now = at("2026-11-24 13:00:00");
         let check = |backups: Vec<Backup>, unknown, failed| {
@@ -690,17 +711,6 @@ mod tests {
             line.starts_with("MAILBACKUP CRITICAL - the key is missing|"),
             "{line}"
         );
-        let warned = |w: &[String]| check_health(&inv, "/d", now, 36, false, None, w);
-        let one = ["the SQLite database /d/a.db is corrupt: copied as bytes".to_owned()];
-        let (h, line) = warned(&one);
-        assert_eq!((h, h.exit_code()), (Health::Warning, 1));
-        assert!(
-            line.starts_with("MAILBACKUP WARNING - the last snapshot: the SQLite database /d/a.db is corrupt: copied as bytes|"),
-            "{line}"
-        );
-        let (_, line) = warned(&[one[0].clone(), "b".to_owned(), "c".to_owned()]);
-        assert!(line.contains("(and 2 more: see the log"), "{line}");
-        assert_eq!(warned(&[]).0, Health::Ok);
         let (h, line) = check(vec![young.clone()], 2, false);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(

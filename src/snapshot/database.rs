@@ -269,28 +269,30 @@ mod tests {
         let src = dir.path().join("busy.db");
         drop(make(&src, false));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writer = {
-            let (src, stop) = (src.clone(), stop.clone());
+            let (src, stop, commits) = (src.clone(), stop.clone(), commits.clone());
             std::thread::spawn(move || {
                 let db = Connection::open(&src).unwrap();
                 db.busy_timeout(Duration::from_secs(60)).unwrap();
-                let mut n = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     db.execute_batch(
                         "BEGIN IMMEDIATE; UPDATE t SET v = hex(randomblob(100)) WHERE id = 7; COMMIT;",
                     )
                     .unwrap();
-                    n += 1;
+                    commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                n
             })
         };
-        std::thread::sleep(Duration::from_millis(200));
+        // The writer is well under way (however loaded the machine).
+        while commits.load(std::sync::atomic::Ordering::Relaxed) < 10 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let started = Instant::now();
         let taken = take(&src, &dir.path().join("c.db"), LOCK_WAIT);
         let took = started.elapsed();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(writer.join().unwrap() > 10);
+        writer.join().unwrap();
         assert!(taken.is_ok(), "{taken:?} after {took:?}");
         assert_eq!(rows(&dir.path().join("c.db")), 500);
     }

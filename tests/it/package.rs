@@ -30,6 +30,8 @@ fn the_package_ships_the_binary_docs_completions_and_maintainer_scripts() {
         "./usr/bin/mailbackup",
         "./usr/share/man/man1/mailbackup.1.gz",
         "./usr/share/man/man1/mailbackup-restore.1.gz",
+        "./usr/share/man/man5/mailbackup-custom.yaml.5.gz",
+        "./usr/share/man/man7/mailbackup.7.gz",
         "./usr/share/bash-completion/completions/mailbackup",
         "./usr/share/zsh/vendor-completions/_mailbackup",
         "./usr/share/fish/vendor_completions.d/mailbackup.fish",

@@ -10,6 +10,7 @@ pub mod duplicity;
 pub mod key;
 pub mod mail;
 pub mod maildir;
+pub mod mailinabox;
 pub mod snapshot;
 pub mod status;
 pub mod sys;

@@ -49,6 +49,10 @@ pub fn run(_config_path: &Path, args: &UninstallArgs) -> Result<u8> {
     if manage_systemd && systemd::is_booted() {
         let _ = systemd::systemctl(&["reset-failed", "mailbackup*"]);
     }
+    if manage_systemd {
+        // With the timers stopped, Mail-in-a-Box's own backup runs again.
+        crate::mailinabox::release_nightly_backup(Path::new(crate::mailinabox::TMPFILES))?;
+    }
     if args.keep_units {
         if disabled == 0 {
             println!("no mailbackup timers in {}: nothing to stop", dir.display());

@@ -29,6 +29,25 @@ pub fn systemctl(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `systemd-tmpfiles --create FILE`: what FILE says is made now, as
+/// at every boot.
+pub fn run_tmpfiles_create(file: &Path) -> Result<()> {
+    let out = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("Failed to run systemd-tmpfiles --create {}", file.display()))?;
+    if !out.status.success() {
+        bail!(
+            "systemd-tmpfiles --create {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Whether `systemctl QUERY UNIT` says yes (`is-enabled`, `is-active`).
 pub fn systemctl_says(query: &str, unit: &str) -> bool {
     Command::new("systemctl")

@@ -129,7 +129,9 @@ fn hacking_names_every_source_module() {
         };
         for file in files {
             if !line.contains(&format!("`{file}`")) {
-                missing.push(format!("{folder}{file} is not named on the line of {folder}"));
+                missing.push(format!(
+                    "{folder}{file} is not named on the line of {folder}"
+                ));
             }
         }
     }
@@ -152,7 +154,13 @@ fn the_hand_written_man_pages_render_without_warnings() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("NAME"));
     }
     let config = fs::read_to_string(manifest().join("doc/mailbackup-custom.yaml.5")).unwrap();
-    for key in ["target", "target_user", "target_pass", "min_age_in_days", "ping_url"] {
+    for key in [
+        "target",
+        "target_user",
+        "target_pass",
+        "min_age_in_days",
+        "ping_url",
+    ] {
         assert!(
             config.contains(&format!(".B {}\n", key)),
             "mailbackup-custom.yaml(5) does not describe {key}"

@@ -25,6 +25,7 @@ mod root {
     mod backup;
     pub mod install;
     mod install_steps;
+    mod mailinabox;
     mod operate;
     mod snapshot;
     mod sqlite_snapshot;

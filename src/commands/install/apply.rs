@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use super::plan::{Change, Plan, Step, Why};
 use super::resolve::InstallSettings;
 use crate::backend::Settings;
-use crate::key;
 use crate::systemd::units::{SERVICE, VERIFY_TIMER};
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
+use crate::{key, mailinabox};
 
 impl Plan {
     /// The dry run: every file it would write, and what else it would do.
@@ -65,6 +65,11 @@ impl Plan {
             systemd::systemctl(&["daemon-reload"])?;
         }
         changed |= self.timers(s, manage_systemd, target_failure.is_none())?;
+        if manage_systemd && target_failure.is_none() {
+            // mailbackup backs up now: Mail-in-a-Box's own nightly backup stops.
+            let (cron, tmpfiles) = (mailinabox::CRON, mailinabox::TMPFILES);
+            mailinabox::hold_nightly_backup(Path::new(cron), Path::new(tmpfiles))?;
+        }
         if !manage_systemd && !s.no_enable && changed && !s.refresh {
             println!(
                 "{} is not {SYSTEM_UNIT_DIR}: the units are not enabled; start a backup with `systemctl start {SERVICE}` once they are installed there",

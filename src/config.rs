@@ -144,6 +144,8 @@ pub struct Layout {
     pub legacy_trash: PathBuf,
     /// `backup/after-backup`: the operator's hook.
     pub hook: PathBuf,
+    /// `backup/before-backup`: the operator's hook run before the backup.
+    pub before_hook: PathBuf,
     /// `backup/snapshot/`: the data as it was when the services stopped.
     pub snapshot_dir: PathBuf,
     /// Where a snapshot is built before it is complete.
@@ -183,6 +185,7 @@ impl Layout {
             legacy_dir: backup_dir.join("duplicity"),
             legacy_trash: backup_dir.join("duplicity.migrated"),
             hook: backup_dir.join("after-backup"),
+            before_hook: backup_dir.join("before-backup"),
             snapshot_dir: backup_dir.join("snapshot"),
             snapshot_partial: backup_dir.join("snapshot.partial"),
             snapshot_leftover: backup_dir.join("snapshot.leftover"),

@@ -20,7 +20,25 @@ pub const SETTINGS_FILE: &str = "custom.yaml";
 pub const SETTINGS_CREDENTIAL: &str = "custom.yaml";
 
 /// The most days `min_age_in_days` may say: ten years.
-const MAX_AGE_IN_DAYS: u64 = 3650;
+const MAX_AGE_IN_DAYS: i64 = 3650;
+
+/// `min_age_in_days` as Mail-in-a-Box's control panel stores it (`int(...)`,
+/// so 0 is allowed: keep only what the newest chain needs), or as typed by
+/// hand (a quoted number).
+fn parse_min_age(v: &Value) -> Result<u32> {
+    let days = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match days {
+        Some(d) if d < 0 => bail!(
+            "min_age_in_days is {d}: a number of days cannot be negative (0 keeps only what the newest backup needs; the default is {KEEP_BACKUPS_FOR_DAYS})"
+        ),
+        Some(d) if d <= MAX_AGE_IN_DAYS => Ok(d as u32),
+        _ => bail!("min_age_in_days must be a whole number of days from 0 to {MAX_AGE_IN_DAYS}"),
+    }
+}
 
 /// Where backups go and how long they are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,20 +153,7 @@ impl Settings {
         };
         let min_age_in_days = match &raw.min_age_in_days {
             None | Some(Value::Null) => KEEP_BACKUPS_FOR_DAYS,
-            Some(v) => {
-                let days = match v {
-                    Value::Number(n) => n.as_u64(),
-                    Value::String(s) => s.trim().parse().ok(),
-                    _ => None,
-                };
-                match days {
-                    Some(d) if (1..=MAX_AGE_IN_DAYS).contains(&d) => d as u32,
-                    _ => bail!(
-                        "{}: min_age_in_days must be a whole number of days from 1 to {MAX_AGE_IN_DAYS}",
-                        at("min_age_in_days")
-                    ),
-                }
-            }
+            Some(v) => parse_min_age(v).with_context(|| at("min_age_in_days"))?,
         };
         let target = match &raw.target {
             None | Some(Value::Null) => "local".to_owned(),
@@ -319,6 +324,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.min_age_in_days, 7);
+        // The control panel stores int(min_age): 0 is allowed.
+        assert_eq!(parse("min_age_in_days: 0\n").unwrap().min_age_in_days, 0);
         let t = s.target.unwrap();
         assert_eq!(t.url(), "boto3+s3://my-bucket/box");
         assert!(t.is_remote());
@@ -350,8 +357,15 @@ mod tests {
         );
         let e = err("target: local\ntarget_usr: x\n");
         assert!(e.contains("target_usr"), "{e}");
-        let e = err("target: local\nmin_age_in_days: 0\n");
-        assert!(e.contains("line 2") && e.contains("min_age_in_days"), "{e}");
+        let e = err("target: local\nmin_age_in_days: -1\n");
+        assert!(
+            e.contains("line 2") && e.contains("min_age_in_days is -1") && e.contains("negative"),
+            "{e}"
+        );
+        let e = err("min_age_in_days: '-3'\n");
+        assert!(e.contains("line 1") && e.contains("negative"), "{e}");
+        let e = err("min_age_in_days: 3651\n");
+        assert!(e.contains("line 1") && e.contains("from 0 to 3650"), "{e}");
         let e = err("min_age_in_days: three\n");
         assert!(e.contains("line 1"), "{e}");
         let e = err("target: nowhere\n");

@@ -8,6 +8,7 @@ pub mod list;
 pub mod notify_failure;
 pub mod prune;
 pub mod restore;
+pub mod restore_mailbox;
 pub mod run;
 pub mod snapshot;
 pub mod status;

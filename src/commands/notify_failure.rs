@@ -66,12 +66,14 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
     let layout = config.layout();
     let passphrase = key::load(&layout.key_file).ok().map(|k| k.passphrase);
     let cause = key::missing(&layout.key_file);
-    // The backup's snapshot is taken by a unit of its own, whose journal
-    // says why it failed (a restore running, say) where the backup's says
-    // only that it did.
+    // The backup's snapshot is taken, and its before-backup hook run, by
+    // units of their own, whose journals say why they failed (a restore
+    // running, the hook's own words) where the backup's says only that
+    // they did.
     let mut journal_units = vec![unit.as_str()];
     if unit == units::SERVICE {
         journal_units.push(units::SNAPSHOT_SERVICE);
+        journal_units.push(units::BEFORE_HOOK_SERVICE);
     }
     // Only the lines of the run that failed, not those of earlier runs.
     let since = std::env::var("MONITOR_INVOCATION_ID")

@@ -9,16 +9,18 @@ use crate::duplicity::{self, Duplicity, EXIT_USER_ERROR};
 
 /// Delete backups no longer needed, then what interrupted backups left.
 ///
-/// Runs `duplicity remove-older-than ND --force`, which never deletes the
+/// Runs `duplicity remove-older-than TIME --force`, which never deletes the
 /// newest chain nor a backup that a kept one depends on, then
-/// `duplicity cleanup --force`. N is min_age_in_days from
-/// STORAGE_ROOT/backup/custom.yaml (3 without it) unless --keep-days says.
+/// `duplicity cleanup --force`. TIME is N days ago, N being min_age_in_days
+/// from STORAGE_ROOT/backup/custom.yaml (3 without it) unless --keep-days
+/// says, but never later than the newest backup: with N = 0 the newest
+/// chain stays, and everything older goes.
 ///
 /// Example: mailbackup prune --keep-days 7
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
     /// Keep every backup needed to restore any state of this many days [default: min_age_in_days in STORAGE_ROOT/backup/custom.yaml, else 3]
-    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "DAYS")]
     pub keep_days: Option<u32>,
 }
 
@@ -30,7 +32,8 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
         eprintln!("mailbackup: {}: nothing to prune", settings.off());
         return Ok(0);
     };
-    if target.inventory()?.backups.is_empty() {
+    let inventory = target.inventory()?;
+    if inventory.backups.is_empty() {
         eprintln!(
             "mailbackup: no backups in {}, nothing to prune",
             target.describe()
@@ -38,10 +41,16 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
         return Ok(0);
     }
     let keep_days = args.keep_days.unwrap_or(settings.min_age_in_days);
+    let newest_us = inventory
+        .chained()
+        .first()
+        .map(|b| b.date.datetime().and_utc().timestamp_micros());
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let cutoff = duplicity::prune_cutoff(keep_days, now_us, newest_us);
     let key = super::load_key(&config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     for args in [
-        duplicity::remove_older_than_args(&layout, target, keep_days),
+        duplicity::remove_older_than_args(&layout, target, cutoff),
         duplicity::cleanup_args(&layout, target),
     ] {
         let outcome = duplicity.run(&args)?;

@@ -27,10 +27,20 @@ use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 /// kept, renamed STORAGE_ROOT.before-restore-TIME, and its backup/ moves to
 /// the new tree), and starts the services again, also when a step fails.
 ///
+/// With --mailbox, puts one mailbox (or, with --folder, one folder and its
+/// subfolders) back into the live mail store while the mail runs: into a
+/// new folder "Restored DATE" (the date of the backup) of that mailbox,
+/// subscribed, with every message and its flags, owned like the mailbox.
+/// Nothing that is in the mailbox now is changed. duplicity reads only the
+/// mailbox's directory. A mailbox deleted since the backup is recreated as
+/// it was. Restoring the same backup again says where it went and stops.
+///
 /// While a restore runs, a backup started by the timer refuses before it
 /// stops the mail, and names the restore; so does a second restore.
 ///
 /// Examples:
+///   mailbackup restore --mailbox alice@example.com --time 1D
+///   mailbackup restore --mailbox alice@example.com --folder Invoices --time 2026-12-02
 ///   mailbackup restore --to /root/restored --path mail/mailboxes/example.com/alice
 ///   mailbackup restore --to /root/yesterday --time 1D
 ///   mailbackup restore --in-place --time 2026-11-20
@@ -41,10 +51,25 @@ pub struct RestoreArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "in_place",
-        conflicts_with = "in_place"
+        required_unless_present_any = ["in_place", "mailbox"],
+        conflicts_with_all = ["in_place", "mailbox"]
     )]
     pub to: Option<PathBuf>,
+
+    /// Put this address's mailbox back into the live mail store, into a new
+    /// folder "Restored DATE" of it.
+    #[arg(long, value_name = "ADDRESS", conflicts_with_all = ["in_place", "path"])]
+    pub mailbox: Option<String>,
+
+    /// With --mailbox: only this folder and its subfolders (Invoices,
+    /// Work/2024, INBOX).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "mailbox",
+        conflicts_with_all = ["to", "in_place"]
+    )]
+    pub folder: Option<String>,
 
     /// Replace the live STORAGE_ROOT with the backup, keeping the current tree.
     #[arg(long)]
@@ -76,12 +101,24 @@ pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
     }
     let layout = config.layout();
     let target = super::load_settings(&config)?.active_target()?;
-    let what = if args.in_place {
+    let what = if args.mailbox.is_some() {
+        "mailbackup restore --mailbox"
+    } else if args.in_place {
         "mailbackup restore --in-place"
     } else {
         "mailbackup restore --to"
     };
     let _held = super::hold_restore_lock(&layout, what)?;
+    if let Some(address) = &args.mailbox {
+        return super::restore_mailbox::run(
+            &config,
+            &layout,
+            &target,
+            address,
+            args.time.as_deref(),
+            args.folder.as_deref(),
+        );
+    }
     match &args.to {
         Some(dir) => restore_to(&config, &layout, &target, dir, args),
         None => restore_in_place(&config, &layout, &target, args),
@@ -226,39 +263,9 @@ fn restore_in_place(
     args: &RestoreArgs,
 ) -> Result<u8> {
     let root = &layout.storage_root;
-    let services: Vec<String> = args
-        .services
-        .clone()
-        .unwrap_or_else(installed_services)
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| units::service_name(s))
-        .collect::<Result<_>>()?;
-    if let Some(state) = systemd::active_state(SERVICE) {
-        if matches!(
-            state.as_str(),
-            "active" | "activating" | "deactivating" | "reloading"
-        ) {
-            bail!(
-                "a backup is running ({SERVICE} is {state}): wait for it to finish, then restore"
-            );
-        }
-    }
-    let parent = root
-        .parent()
-        .context("STORAGE_ROOT has no parent directory")?;
-    let root_dev = std::fs::metadata(root)
-        .with_context(|| format!("Failed to read {}", root.display()))?
-        .dev();
-    let parent_dev = std::fs::metadata(parent)
-        .with_context(|| format!("Failed to read {}", parent.display()))?
-        .dev();
-    if root_dev != parent_dev {
-        bail!(
-            "{} is a mount point, which an in-place restore cannot swap: restore with --to and copy the files back",
-            root.display()
-        );
-    }
+    let services = services_to_stop(args)?;
+    refuse_while_a_backup_runs()?;
+    refuse_a_mount_point(root)?;
     let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(layout, &key.passphrase, target)?;
     check_space(layout, target, None, root)?;
@@ -268,36 +275,12 @@ fn restore_in_place(
         eprintln!("mailbackup: nothing restored");
         return Ok(1);
     }
-
     // The restore itself, while the mail runs on: a failure here leaves the
     // live data untouched.
-    let outcome = duplicity.run(&duplicity::restore_args(
-        layout,
-        target,
-        args.time.as_deref(),
-        None,
-        &restoring,
-    ))?;
-    if outcome.code != 0 {
-        let _ = std::fs::remove_dir_all(&restoring);
-        eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {}); {} is untouched",
-            outcome.code,
-            root.display()
-        );
-        return Ok(outcome.code);
+    let code = restore_beside(layout, target, &duplicity, args, &restoring)?;
+    if code != 0 {
+        return Ok(code);
     }
-    if !outcome.not_restored.is_empty() {
-        let _ = std::fs::remove_dir_all(&restoring);
-        eprintln!(
-            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
-             above; a full disk, or a full temporary directory, where it patches files); {} is untouched",
-            list_files(&outcome.not_restored),
-            root.display()
-        );
-        return Ok(1);
-    }
-
     let stopped = stop_services(&services);
     let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
     let started = start_services(&services);
@@ -319,10 +302,99 @@ fn restore_in_place(
     Ok(0)
 }
 
+/// The units an in-place restore stops: --services, else those installed.
+fn services_to_stop(args: &RestoreArgs) -> Result<Vec<String>> {
+    args.services
+        .clone()
+        .unwrap_or_else(installed_services)
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| units::service_name(s))
+        .collect()
+}
+
+fn refuse_while_a_backup_runs() -> Result<()> {
+    if let Some(state) = systemd::active_state(SERVICE) {
+        if matches!(
+            state.as_str(),
+            "active" | "activating" | "deactivating" | "reloading"
+        ) {
+            bail!(
+                "a backup is running ({SERVICE} is {state}): wait for it to finish, then restore"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An in-place restore renames STORAGE_ROOT, which a mount point refuses.
+fn refuse_a_mount_point(root: &Path) -> Result<()> {
+    let parent = root
+        .parent()
+        .context("STORAGE_ROOT has no parent directory")?;
+    let root_dev = std::fs::metadata(root)
+        .with_context(|| format!("Failed to read {}", root.display()))?
+        .dev();
+    let parent_dev = std::fs::metadata(parent)
+        .with_context(|| format!("Failed to read {}", parent.display()))?
+        .dev();
+    if root_dev != parent_dev {
+        bail!(
+            "{} is a mount point, which an in-place restore cannot swap: restore with --to and copy the files back",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Restores the whole backup into `restoring`, beside STORAGE_ROOT. On a
+/// failure, removes it and returns the exit code (0 when all went well).
+fn restore_beside(
+    layout: &Layout,
+    target: &Target,
+    duplicity: &Duplicity,
+    args: &RestoreArgs,
+    restoring: &Path,
+) -> Result<u8> {
+    let root = &layout.storage_root;
+    let outcome = duplicity.run(&duplicity::restore_args(
+        layout,
+        target,
+        args.time.as_deref(),
+        None,
+        restoring,
+    ))?;
+    if outcome.code != 0 {
+        let _ = std::fs::remove_dir_all(restoring);
+        eprintln!(
+            "mailbackup: the restore failed (duplicity exit code {}); {} is untouched",
+            outcome.code,
+            root.display()
+        );
+        return Ok(outcome.code);
+    }
+    if !outcome.not_restored.is_empty() {
+        let _ = std::fs::remove_dir_all(restoring);
+        eprintln!(
+            "mailbackup: the restore is incomplete: duplicity could not restore {} (see its errors \
+             above; a full disk, or a full temporary directory, where it patches files); {} is untouched",
+            list_files(&outcome.not_restored),
+            root.display()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
 /// Refuses a restore that would fill the disk: duplicity can hang when it
 /// runs out of space half way. What it needs is estimated generously: the
 /// larger of the live data and the newest chain of backups.
-fn check_space(layout: &Layout, target: &Target, path: Option<&Path>, dest: &Path) -> Result<()> {
+pub(super) fn check_space(
+    layout: &Layout,
+    target: &Target,
+    path: Option<&Path>,
+    dest: &Path,
+) -> Result<()> {
     let source = path.map_or_else(
         || layout.storage_root.clone(),
         |p| layout.storage_root.join(p),

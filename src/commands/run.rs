@@ -3,20 +3,24 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use chrono::Datelike;
 
+use crate::backend::Target;
 use crate::config::Config;
-use crate::duplicity::inventory::Backup;
+use crate::config::Layout;
+use crate::duplicity::inventory::{Backup, Inventory};
 use crate::duplicity::migration;
 use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
-use crate::status::report::should_force_full;
+use crate::status::report::{full_reason, FullReason};
 
 /// Back up STORAGE_ROOT (without its backup/ directory) with duplicity.
 ///
-/// Makes a full backup when there is none yet, when --full is given, or when
-/// the increments since the last full backup add up to more than half of it;
-/// an incremental one otherwise. Exits with duplicity's exit code. It does not
-/// stop the mail services, prune or run the after-backup hook: the systemd
-/// units do that.
+/// Makes a full backup when there is none yet or when --full is given; on a
+/// Saturday or Sunday (local time) also when the increments since the last
+/// full backup add up to more than half of it, or when that full backup is
+/// older than min_age_in_days x 10 + 1 days (Mail-in-a-Box v75's rule); an
+/// incremental one otherwise. Exits with duplicity's exit code. It does not
+/// stop the mail services, run the hooks or prune: the systemd units do that.
 ///
 /// With --from-snapshot it backs up the snapshot that `mailbackup snapshot`
 /// took while the mail services were stopped, in the place of STORAGE_ROOT.
@@ -33,22 +37,83 @@ pub struct RunArgs {
     pub from_snapshot: bool,
 }
 
-/// Which kind of backup to make, and why, for the log.
-pub fn choose_mode(force_full: bool, backups: &[Backup]) -> (BackupMode, &'static str) {
+/// When a backup runs: the Unix time in microseconds, and whether it is a
+/// Saturday or Sunday in the local zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now_us: i64,
+    pub weekend: bool,
+}
+
+impl Clock {
+    pub fn system() -> Clock {
+        let now = chrono::Local::now();
+        Clock {
+            now_us: now.timestamp_micros(),
+            weekend: now.weekday().number_from_monday() >= 6,
+        }
+    }
+}
+
+/// Which kind of backup to make, and why, for the log: Mail-in-a-Box v75's
+/// rule on the backups `collection-status` lists (newest first).
+pub fn choose_mode(
+    force_full: bool,
+    backups: &[&Backup],
+    min_age_days: u32,
+    clock: Clock,
+) -> (BackupMode, &'static str) {
     if force_full {
-        (BackupMode::Full, "--full was given")
-    } else if !backups.iter().any(|b| b.full && b.complete) {
+        return (BackupMode::Full, "--full was given");
+    }
+    match full_reason(backups, min_age_days, clock.now_us, clock.weekend) {
         // An interrupted full backup is no base for an increment: duplicity
         // restarts it, and would refuse an incremental one (exit 17).
-        (BackupMode::Full, "there is no complete full backup yet")
-    } else if should_force_full(backups) {
-        (
+        Some(FullReason::NoFull) => (BackupMode::Full, "there is no complete full backup yet"),
+        Some(FullReason::Increments) => (
             BackupMode::Full,
-            "the increments since the last full backup exceed half of it",
-        )
-    } else {
-        (BackupMode::Incremental, "a full backup exists")
+            "it is the weekend, and the increments since the last full backup exceed half of it",
+        ),
+        Some(FullReason::Age) => (
+            BackupMode::Full,
+            "it is the weekend, and the last full backup is older than min_age_in_days x 10 + 1 days",
+        ),
+        None if clock.weekend => (
+            BackupMode::Incremental,
+            "the last full backup is recent, and the increments since are small",
+        ),
+        None => (
+            BackupMode::Incremental,
+            "a full backup exists; new full backups are made on Saturdays and Sundays",
+        ),
     }
+}
+
+/// Chooses full or incremental and says which, and why, on stderr.
+fn announce_mode(
+    args: &RunArgs,
+    inventory: &Inventory,
+    min_age_days: u32,
+    layout: &Layout,
+    target: &Target,
+) -> BackupMode {
+    let (mode, reason) = choose_mode(
+        args.full,
+        &inventory.chained(),
+        min_age_days,
+        Clock::system(),
+    );
+    eprintln!(
+        "mailbackup: {} backup of {} to {} ({reason})",
+        if mode == BackupMode::Full {
+            "full"
+        } else {
+            "incremental"
+        },
+        layout.storage_root.display(),
+        target.describe()
+    );
+    mode
 }
 
 pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
@@ -84,17 +149,11 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         migration::remove_openssl_copies(&layout)?;
     }
 
-    let (mode, reason) = choose_mode(args.full, &inventory.backups);
-    eprintln!(
-        "mailbackup: {} backup of {} to {} ({reason})",
-        if mode == BackupMode::Full {
-            "full"
-        } else {
-            "incremental"
-        },
-        layout.storage_root.display(),
-        target.describe()
-    );
+    let mode = announce_mode(args, &inventory, settings.min_age_in_days, &layout, target);
+    if !args.from_snapshot {
+        // What a snapshot warned of says nothing of a live backup.
+        crate::snapshot::record_warnings(&layout, &[])?;
+    }
     let source = if args.from_snapshot {
         eprintln!(
             "mailbackup: from the snapshot in {}",
@@ -102,8 +161,6 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         );
         Source::Snapshot
     } else {
-        // What a snapshot warned of says nothing of a live backup.
-        crate::snapshot::record_warnings(&layout, &[])?;
         Source::Live {
             include: legacy.iter().cloned().collect(),
         }
@@ -143,38 +200,101 @@ mod tests {
     use super::*;
     use crate::duplicity::backup_set::Stamp;
 
-    fn backup(date: &str, full: bool, size: u64) -> Backup {
+    fn backup(date: &str, previous: Option<&str>, size: u64) -> Backup {
         Backup {
             date: Stamp::parse(date.as_bytes()).unwrap(),
-            full,
-            previous: (!full).then(|| Stamp::parse(b"20261101T000000Z").unwrap()),
+            full: previous.is_none(),
+            previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
             size,
             complete: true,
+            volumes: 1,
         }
     }
 
+    fn at(s: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
+    fn mode(backups: &[&Backup], min_age: u32, now: &str, weekend: bool) -> BackupMode {
+        let clock = Clock {
+            now_us: at(now),
+            weekend,
+        };
+        choose_mode(false, backups, min_age, clock).0
+    }
+
     #[test]
-    fn modes() {
-        assert_eq!(choose_mode(false, &[]).0, BackupMode::Full);
-        let full = backup("20261101T000000Z", true, 100);
+    fn the_first_backup_is_full_any_day() {
+        assert_eq!(mode(&[], 3, "2026-11-25 01:00:00", false), BackupMode::Full);
+        let orphan = backup("20261121T010000Z", Some("20261120T010000Z"), 5);
         assert_eq!(
-            choose_mode(false, std::slice::from_ref(&full)).0,
+            mode(&[&orphan], 3, "2026-11-25 01:00:00", false),
+            BackupMode::Full
+        );
+    }
+
+    #[test]
+    fn full_is_full_any_day() {
+        let full = backup("20261124T010000Z", None, 100);
+        let clock = Clock {
+            now_us: at("2026-11-25 01:00:00"),
+            weekend: false,
+        };
+        assert_eq!(choose_mode(true, &[&full], 3, clock).0, BackupMode::Full);
+    }
+
+    #[test]
+    fn big_increments_force_a_full_backup_on_the_weekend_only() {
+        let full = backup("20261120T010000Z", None, 100);
+        let inc = backup("20261121T010000Z", Some("20261120T010000Z"), 51);
+        let now = "2026-11-22 01:00:00";
+        assert_eq!(mode(&[&inc, &full], 3, now, false), BackupMode::Incremental);
+        assert_eq!(mode(&[&inc, &full], 3, now, true), BackupMode::Full);
+        let half = backup("20261121T010000Z", Some("20261120T010000Z"), 50);
+        assert_eq!(mode(&[&half, &full], 3, now, true), BackupMode::Incremental);
+    }
+
+    #[test]
+    fn an_old_full_backup_is_replaced_on_the_weekend_only() {
+        // min_age_in_days 3: a full backup is replaced when older than 31 days.
+        let full = backup("20261020T010000Z", None, 100);
+        let inc = backup("20261021T010000Z", Some("20261020T010000Z"), 1);
+        let backups = [&inc, &full];
+        assert_eq!(
+            mode(&backups, 3, "2026-11-20 01:00:00", true),
             BackupMode::Incremental
         );
         assert_eq!(
-            choose_mode(true, std::slice::from_ref(&full)).0,
+            mode(&backups, 3, "2026-11-20 01:00:01", true),
             BackupMode::Full
         );
-        let big = backup("20261102T000000Z", false, 51);
-        assert_eq!(choose_mode(false, &[big, full]).0, BackupMode::Full);
         assert_eq!(
-            choose_mode(false, &[backup("20261102T000000Z", false, 1)]).0,
+            mode(&backups, 3, "2027-11-20 01:00:01", false),
+            BackupMode::Incremental
+        );
+        // min_age_in_days 0: after a day.
+        assert_eq!(
+            mode(&backups, 0, "2026-10-21 01:00:00", true),
+            BackupMode::Incremental
+        );
+        assert_eq!(
+            mode(&backups, 0, "2026-10-21 01:00:01", true),
             BackupMode::Full
         );
-        let interrupted = Backup {
-            complete: false,
-            ..backup("20261101T000000Z", true, 100)
-        };
-        assert_eq!(choose_mode(false, &[interrupted]).0, BackupMode::Full);
+    }
+
+    #[test]
+    fn only_the_increments_since_the_newest_full_count() {
+        let older = backup("20261101T010000Z", None, 10);
+        let inc = backup("20261102T010000Z", Some("20261101T010000Z"), 9999);
+        let full = backup("20261120T010000Z", None, 1000);
+        let now = "2026-11-21 01:00:00";
+        assert_eq!(
+            mode(&[&full, &inc, &older], 3, now, true),
+            BackupMode::Incremental
+        );
     }
 }

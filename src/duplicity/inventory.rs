@@ -22,6 +22,8 @@ pub struct Backup {
     /// Its manifest is there: duplicity writes it after the last volume, so
     /// a set without one is what an interrupted backup left.
     pub complete: bool,
+    /// How many volume files it has (`collection-status` counts them).
+    pub volumes: u32,
 }
 
 /// The backups on a target, newest first, and what else lies there.
@@ -69,9 +71,13 @@ impl InventoryBuilder {
             previous: file.previous,
             size: 0,
             complete: false,
+            volumes: 0,
         });
         backup.size += entry.size;
         backup.complete |= file.part == Part::Manifest && !file.partial;
+        if matches!(file.part, Part::Volume(_)) && !file.partial {
+            backup.volumes += 1;
+        }
     }
 
     pub fn finish(self) -> Inventory {
@@ -97,6 +103,7 @@ impl InventoryBuilder {
                 hash_map::Entry::Occupied(mut e) => {
                     e.get_mut().size += b.size;
                     e.get_mut().complete |= b.complete;
+                    e.get_mut().volumes += b.volumes;
                 }
                 hash_map::Entry::Vacant(e) => {
                     e.insert(b);
@@ -131,6 +138,31 @@ impl InventoryBuilder {
 }
 
 impl Inventory {
+    /// The backups `duplicity collection-status` lists, newest first: the
+    /// complete sets (with a manifest) that form a chain from a full backup.
+    /// An interrupted set, and an increment whose base is gone or
+    /// interrupted, are left out, as duplicity leaves them out.
+    pub fn chained(&self) -> Vec<&Backup> {
+        let mut listed: std::collections::HashSet<Stamp> = std::collections::HashSet::new();
+        let mut chained = Vec::new();
+        for b in self.backups.iter().rev() {
+            let base_listed = b.previous.is_none_or(|p| listed.contains(&p));
+            if b.complete && base_listed {
+                listed.insert(b.date);
+                chained.push(b);
+            }
+        }
+        chained.reverse();
+        chained
+    }
+
+    /// The bytes of the duplicity files that belong to no listed backup:
+    /// Mail-in-a-Box's `unmatched_file_size`.
+    pub fn unmatched_size(&self) -> u64 {
+        let listed: u64 = self.chained().iter().map(|b| b.size).sum();
+        self.backups.iter().map(|b| b.size).sum::<u64>() - listed
+    }
+
     /// Reads the target directory. A missing directory is an empty target:
     /// nothing has been backed up yet. Never writes.
     ///
@@ -239,5 +271,34 @@ mod tests {
         assert_eq!((inv.unknown_files, inv.unknown_size), (2, 16));
         assert!(!inv.backups[0].complete, "no manifest");
         assert!(inv.backups[1].complete);
+        assert_eq!((inv.backups[0].volumes, inv.backups[1].volumes), (1, 1));
+        // The increment without its manifest is not a backup yet.
+        assert_eq!(inv.chained(), vec![&inv.backups[1]]);
+        assert_eq!(inv.unmatched_size(), 55);
+    }
+
+    #[test]
+    fn an_increment_on_an_interrupted_base_is_no_backup() {
+        let inv = build(&[
+            ("duplicity-full.20261120T010000Z.manifest.gpg", 10, true),
+            (
+                "duplicity-inc.20261120T010000Z.to.20261121T010000Z.vol1.difftar.gpg",
+                50,
+                true,
+            ),
+            (
+                "duplicity-inc.20261121T010000Z.to.20261122T010000Z.manifest.gpg",
+                7,
+                true,
+            ),
+            (
+                "duplicity-inc.20261101T010000Z.to.20261102T010000Z.manifest.gpg",
+                3,
+                true,
+            ),
+        ]);
+        let dates: Vec<&str> = inv.chained().iter().map(|b| b.date.as_str()).collect();
+        assert_eq!(dates, ["20261120T010000Z"]);
+        assert_eq!(inv.unmatched_size(), 60);
     }
 }

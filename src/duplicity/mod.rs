@@ -5,6 +5,7 @@
 pub mod backup_set;
 pub mod inventory;
 pub mod migration;
+pub mod when;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -108,10 +109,21 @@ pub fn backup_args(
     args
 }
 
+/// The time (Unix seconds) before which `prune` lets duplicity delete
+/// chains: `keep_days` before `now_us`, but never after the newest backup
+/// (`newest_us`). duplicity 0.8.22 given a later time deletes, with an older
+/// chain, the signatures of the chain still in use, and the next
+/// incremental backup fails (exit 17); `min_age_in_days: 0` would always do
+/// that.
+pub fn prune_cutoff(keep_days: u32, now_us: i64, newest_us: Option<i64>) -> i64 {
+    let wanted = now_us.div_euclid(1_000_000) - i64::from(keep_days) * 86_400;
+    newest_us.map_or(wanted, |n| wanted.min(n.div_euclid(1_000_000)))
+}
+
 /// The arguments that delete the backups no longer needed to restore any
-/// state of the last `days` days.
-pub fn remove_older_than_args(layout: &Layout, target: &Target, days: u32) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["remove-older-than".into(), format!("{days}D").into()];
+/// state since `cutoff` (Unix seconds, see [`prune_cutoff`]).
+pub fn remove_older_than_args(layout: &Layout, target: &Target, cutoff: i64) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["remove-older-than".into(), cutoff.to_string().into()];
     args.extend(archive_dir(layout));
     args.push("--force".into());
     args.extend(target_last(target));
@@ -273,6 +285,23 @@ impl<'a> Duplicity<'a> {
 
     /// Runs `duplicity ARGS` in the directory `cwd`, if given.
     pub fn run_in(&self, cwd: Option<&Path>, args: &[OsString]) -> Result<Outcome> {
+        self.run_with(cwd, args, None)
+    }
+
+    /// Runs `duplicity ARGS` and keeps what it writes on its standard
+    /// output (a listing) instead of passing it through.
+    pub fn run_capturing(&self, args: &[OsString]) -> Result<(Outcome, Vec<u8>)> {
+        let mut captured = Vec::new();
+        let outcome = self.run_with(None, args, Some(&mut captured))?;
+        Ok((outcome, captured))
+    }
+
+    fn run_with(
+        &self,
+        cwd: Option<&Path>,
+        args: &[OsString],
+        capture: Option<&mut Vec<u8>>,
+    ) -> Result<Outcome> {
         self.prepare_private_dirs()?;
         match cwd {
             Some(dir) => eprintln!(
@@ -307,7 +336,10 @@ impl<'a> Duplicity<'a> {
         };
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let (from_stdout, from_stderr) = std::thread::scope(|s| {
-            let out = s.spawn(|| relay_all(stdout, std::io::stdout()));
+            let out = s.spawn(move || match capture {
+                Some(buffer) => relay_all(stdout, buffer),
+                None => relay_all(stdout, std::io::stdout()),
+            });
             let err = relay_all(stderr, std::io::stderr());
             (out.join().unwrap_or_default(), err)
         });
@@ -517,12 +549,34 @@ mod tests {
     }
 
     #[test]
+    fn prune_never_cuts_after_the_newest_backup() {
+        let day = 86_400_000_000i64;
+        let now = 1_795_000_000_000_000;
+        // Three days back, when the newest backup is younger.
+        assert_eq!(
+            prune_cutoff(3, now, Some(now - day)),
+            1_795_000_000 - 3 * 86_400
+        );
+        // With 0 days, or a newest backup older than the days kept: the
+        // newest backup's time, so that its chain stays whole.
+        assert_eq!(
+            prune_cutoff(0, now, Some(now - day)),
+            1_795_000_000 - 86_400
+        );
+        assert_eq!(
+            prune_cutoff(3, now, Some(now - 5 * day)),
+            1_795_000_000 - 5 * 86_400
+        );
+        assert_eq!(prune_cutoff(0, now, None), 1_795_000_000);
+    }
+
+    #[test]
     fn prune_command_lines() {
         assert_eq!(
-            strings(remove_older_than_args(&layout(), &local(), 3)),
+            strings(remove_older_than_args(&layout(), &local(), 1_795_000_000)),
             [
                 "remove-older-than",
-                "3D",
+                "1795000000",
                 "--archive-dir",
                 "/home/user data/backup/cache",
                 "--force",
@@ -674,7 +728,7 @@ mod tests {
         assert!(backup[n - 3].starts_with("--ssh-options=-oIdentityFile=/root/.ssh/id_rsa_miab "));
         assert_eq!(&backup[n - 2..], [".", "rsync://u@h:2222//srv/b"]);
         for args in [
-            remove_older_than_args(&l, &target, 3),
+            remove_older_than_args(&l, &target, 0),
             cleanup_args(&l, &target),
             list_args(&l, &target, None),
         ] {

@@ -149,6 +149,15 @@ pub struct Moment<'a> {
 }
 
 impl<'a> Moment<'a> {
+    /// The UTC moment of a Unix time in microseconds.
+    pub fn utc_us(us: i64) -> Moment<'static> {
+        Moment {
+            wall_us: us,
+            fold: false,
+            zone: Zone::Utc,
+        }
+    }
+
     pub fn utc(t: NaiveDateTime) -> Moment<'static> {
         Moment {
             wall_us: t.and_utc().timestamp_micros(),
@@ -273,12 +282,12 @@ pub fn reldate(date: &Moment<'_>, reference: &Moment<'_>, clip: &str) -> String 
         return clip.to_owned();
     }
     let rd = relativedelta(reference, date);
-    if rd.years > 0 {
-        return format!(
-            "{}, {}",
-            plural(rd.years, "year"),
-            plural(rd.months, "month")
-        );
+    // Mail-in-a-Box v75's words: "1 year, 1 months".
+    if rd.years > 1 {
+        return format!("{} years, {} months", rd.years, rd.months);
+    }
+    if rd.years == 1 {
+        return format!("1 year, {} months", rd.months);
     }
     match (rd.months, rd.days) {
         (m, d) if m > 1 => format!("{m} months, {d} days"),
@@ -290,12 +299,43 @@ pub fn reldate(date: &Moment<'_>, reference: &Moment<'_>, clip: &str) -> String 
     }
 }
 
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
+/// Python's `datetime.strftime("%Y-%m-%d %X")` in the C locale.
+pub fn iso_date_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// `timedelta(days=days)` in microseconds, rounded as CPython rounds a
+/// float (its `accum` and round-half-even on the leftover), or `None`
+/// where CPython raises OverflowError.
+pub fn timedelta_days_us(days: f64) -> Option<i64> {
+    const US_PER_DAY: i128 = 86_400 * MICROS as i128;
+    if !days.is_finite() || days.abs() >= 1_000_000_000.0 {
+        return None;
     }
+    let whole_days = days.trunc();
+    let mut x = whole_days as i128 * US_PER_DAY;
+    let frac = days - whole_days;
+    if frac != 0.0 {
+        let us = US_PER_DAY as f64 * frac;
+        let whole_us = us.trunc();
+        x += whole_us as i128;
+        let leftover = us - whole_us;
+        if leftover != 0.0 {
+            let mut rounded = leftover.round();
+            if (rounded - leftover).abs() == 0.5 {
+                let odd = x.rem_euclid(2) as f64;
+                rounded = 2.0 * ((leftover + odd) * 0.5).round() - odd;
+            }
+            x += rounded as i128;
+        }
+    }
+    i64::try_from(x).ok()
+}
+
+/// Whether a Unix time in microseconds is a datetime Python can hold
+/// (years 1 to 9999); beyond, `datetime + timedelta` raises OverflowError.
+pub fn in_datetime_range(us: i64) -> bool {
+    DateTime::from_timestamp_micros(us).is_some_and(|t| (1..=9999).contains(&t.year()))
 }
 
 /// Python's `strftime("%x %X")` in the C locale.

@@ -1,25 +1,32 @@
-//! The status report of the reference's `backup_status()`, and the
+//! The status report of Mail-in-a-Box's `backup_status()` (v75), and the
 //! full-versus-incremental rule that depends on it.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::backend::Cause;
 use crate::config::Layout;
 use crate::duplicity::inventory::{Backup, Inventory};
-use crate::status::pytime::{c_locale_date_time, py_round, reldate, LocalZone, Moment};
+use crate::status::pytime::{
+    in_datetime_range, iso_date_time, py_round, reldate, timedelta_days_us, LocalZone, Moment,
+};
 
 /// Backups are deleted when the newest increment of their chain is this old.
 pub const KEEP_BACKUPS_FOR_DAYS: u32 = 3;
 
-/// The reference's dict, key for key, plus the stray files it would have
-/// crashed on.
+const DAY_US: i64 = 86_400_000_000;
+
+/// v75's dict (`backups`, `unmatched_file_size`), the keys of the 2015 dict
+/// it dropped (`directory`, `encpwfile`, `tz`, `previous`), and the stray
+/// files Mail-in-a-Box skips.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusReport {
     pub directory: String,
     pub encpwfile: String,
     pub tz: String,
     pub backups: Vec<BackupStatus>,
+    pub unmatched_file_size: u64,
     pub unknown_files: u64,
     pub unknown_size: u64,
 }
@@ -32,96 +39,139 @@ pub struct BackupStatus {
     pub full: bool,
     pub previous: Option<String>,
     pub size: u64,
+    pub volumes: u32,
     pub deleted_in: Option<String>,
-    /// Not in the reference: false for what an interrupted backup left.
-    pub complete: bool,
 }
 
-/// The reference's `should_force_full()`: a full backup when there is none
-/// yet, or when the increments since the newest full backup add up to more
-/// than half of it. `backups` is newest first.
-pub fn should_force_full(backups: &[Backup]) -> bool {
+/// The Unix time of a backup, in microseconds.
+fn date_us(b: &Backup) -> i64 {
+    b.date.datetime().and_utc().timestamp_micros()
+}
+
+/// After how many days a full backup is replaced by a new one at the latest
+/// (v75: `min_age_in_days * 10 + 1`).
+pub fn full_age_cap_days(min_age_days: u32) -> i64 {
+    i64::from(min_age_days) * 10 + 1
+}
+
+/// Why a backup must be full, by Mail-in-a-Box v75's rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullReason {
+    /// No full backup yet.
+    NoFull,
+    /// The increments since the newest full backup exceed half of it.
+    Increments,
+    /// The newest full backup is older than `min_age_in_days` x 10 + 1 days.
+    Age,
+}
+
+/// Mail-in-a-Box v75's `should_force_full()`, with its reason: a full backup
+/// when there is none yet; on a Saturday or Sunday (`weekend`, local time)
+/// also when the increments since the newest full backup add up to more
+/// than half of it, or when that full backup is older than `min_age_days`
+/// x 10 + 1 days. On weekdays never otherwise. `backups` are the listed
+/// ones, newest first.
+pub fn full_reason(
+    backups: &[&Backup],
+    min_age_days: u32,
+    now_us: i64,
+    weekend: bool,
+) -> Option<FullReason> {
     let mut inc_size = 0u64;
     for b in backups {
-        if b.full {
-            return inc_size as f64 > 0.5 * b.size as f64;
+        if !b.full {
+            inc_size += b.size;
+            continue;
         }
-        inc_size += b.size;
+        if weekend {
+            if inc_size as f64 > 0.5 * b.size as f64 {
+                return Some(FullReason::Increments);
+            }
+            if date_us(b) + full_age_cap_days(min_age_days) * DAY_US < now_us {
+                return Some(FullReason::Age);
+            }
+        }
+        return None;
     }
-    true
+    Some(FullReason::NoFull)
 }
 
-/// The reference's `backup_status()` for the inventory of the target
-/// `directory` of the box `layout`, whose backups are kept `keep_days`
+/// v75's guess of when the newest chain is deleted, in days from now (can
+/// be negative), or `None` when there is no increment to go by.
+///
+/// The next full backup comes when the increments reach half the full
+/// backup at their average size, or at the age cap, whichever is first;
+/// the chain goes when that full backup is made and its newest backup is
+/// `min_age_days` old. Where v75 overflows a date (a tiny average
+/// increment puts the size rule past the year 9999) and crashes, the age cap
+/// decides.
+fn newest_chain_deleted_in(backups: &[&Backup], min_age_days: u32, now_us: i64) -> Option<i64> {
+    let first_date = date_us(backups.first()?);
+    let full = backups.iter().find(|b| b.full)?;
+    let increments: Vec<&&Backup> = backups.iter().take_while(|b| !b.full).collect();
+    let count = increments.len() as f64;
+    let size: u64 = increments.iter().map(|b| b.size).sum();
+    if increments.is_empty() || size == 0 {
+        return None;
+    }
+    let size = size as f64;
+    let est_days = (0.5 * full.size as f64 - size) / (size / count);
+    let cap = date_us(full) + full_age_cap_days(min_age_days) * DAY_US;
+    let next_full = timedelta_days_us(est_days)
+        .and_then(|d| first_date.checked_add(d))
+        .filter(|&t| in_datetime_range(t))
+        .map_or(cap, |t| t.min(cap));
+    let deleted_on = next_full.max(first_date + i64::from(min_age_days) * DAY_US);
+    let days = (deleted_on - now_us) as f64 / 1e6 / 60.0 / 60.0 / 24.0;
+    Some(py_round(days + 0.5))
+}
+
+/// One row of the report: v75's fields (the date in the local zone, named
+/// by the zone's name now) and the 2015 `previous`.
+fn status_row(b: &Backup, zone: &LocalZone, now: &Moment<'_>) -> BackupStatus {
+    let local = zone.now(date_us(b));
+    BackupStatus {
+        date: b.date.to_string(),
+        date_str: format!("{} {}", iso_date_time(local.wall()), zone.name_at(now)),
+        date_delta: reldate(&local, now, "the future?"),
+        full: b.full,
+        previous: b.previous.map(|p| p.to_string()),
+        size: b.size,
+        volumes: b.volumes,
+        deleted_in: None,
+    }
+}
+
+/// Mail-in-a-Box v75's `backup_status()` for the inventory of the target
+/// `directory` of the box `layout`, whose backups are kept `min_age_days`
 /// days, at the Unix time `now_us` in the local `zone`.
 pub fn backup_status(
     inventory: &Inventory,
     layout: &Layout,
     directory: &str,
-    keep_days: u32,
+    min_age_days: u32,
     now_us: i64,
     zone: &LocalZone,
 ) -> StatusReport {
     let now = zone.now(now_us);
-    let keep_days = i64::from(keep_days);
-    let mut rows: Vec<BackupStatus> = inventory
-        .backups
-        .iter()
-        .map(|b| {
-            let date = b.date.datetime();
-            BackupStatus {
-                date: b.date.to_string(),
-                date_str: c_locale_date_time(date),
-                date_delta: reldate(&Moment::utc(date), &now, "the future?"),
-                full: b.full,
-                previous: b.previous.map(|p| p.to_string()),
-                size: b.size,
-                deleted_in: None,
-                complete: b.complete,
-            }
-        })
-        .collect();
+    let listed = inventory.chained();
+    let mut rows: Vec<BackupStatus> = listed.iter().map(|b| status_row(b, zone, &now)).collect();
 
-    // The size of the newest full backup and of the increments since.
-    let mut incremental_count = 0u64;
-    let mut incremental_size = 0u64;
-    let mut first_full_size = None;
-    for b in &rows {
-        if b.full {
-            first_full_size = Some(b.size);
-            break;
-        }
-        incremental_count += 1;
-        incremental_size += b.size;
-    }
-
-    // Predict how many more increments there will be before the next full
-    // backup, plus the days backups are kept. The reference divides by the
-    // average increment and crashes when it is zero; then we cannot predict.
-    let mut deleted_in = match first_full_size {
-        Some(full) if incremental_count > 0 && incremental_size > 0 => {
-            let average = incremental_size as f64 / incremental_count as f64;
-            let days =
-                keep_days as f64 + (0.5 * full as f64 - incremental_size as f64) / average + 0.5;
-            Some(format!("approx. {} days", py_round(days)))
-        }
-        _ => None,
-    };
-
-    // Older chains are deleted when their newest increment is old enough.
+    let mut deleted_in = newest_chain_deleted_in(&listed, min_age_days, now_us)
+        .map(|days| format!("approx. {days} days"));
+    // An older chain goes once its newest increment is min_age_days old.
     let mut saw_full = false;
-    let days_ago = now.minus_days(keep_days);
-    for (b, backup) in rows.iter_mut().zip(&inventory.backups) {
+    for (row, b) in rows.iter_mut().zip(&listed) {
         if deleted_in.is_some() {
-            b.deleted_in.clone_from(&deleted_in);
+            row.deleted_in.clone_from(&deleted_in);
         }
         if b.full {
             saw_full = true;
             deleted_in = None;
         } else if saw_full && deleted_in.is_none() {
-            let date = Moment::utc(backup.date.datetime());
-            deleted_in = Some(reldate(&days_ago, &date, "on next daily backup"));
-            b.deleted_in.clone_from(&deleted_in);
+            let kept_until = Moment::utc_us(date_us(b) + i64::from(min_age_days) * DAY_US);
+            deleted_in = Some(reldate(&now, &kept_until, "on next daily backup"));
+            row.deleted_in.clone_from(&deleted_in);
         }
     }
 
@@ -130,6 +180,7 @@ pub fn backup_status(
         encpwfile: layout.key_file.to_string_lossy().into_owned(),
         tz: zone.name_at(&now).to_owned(),
         backups: rows,
+        unmatched_file_size: inventory.unmatched_size(),
         unknown_files: inventory.unknown_files,
         unknown_size: inventory.unknown_size,
     }
@@ -141,12 +192,19 @@ pub enum Health {
     Ok,
     Warning,
     Critical,
+    /// It cannot tell: the target could not be asked.
+    Unknown,
 }
 
 impl Health {
     /// The exit code of a Nagios/Icinga plugin.
     pub fn exit_code(self) -> u8 {
-        self as u8
+        match self {
+            Health::Ok => 0,
+            Health::Warning => 1,
+            Health::Critical => 2,
+            Health::Unknown => 3,
+        }
     }
 
     pub fn label(self) -> &'static str {
@@ -154,6 +212,27 @@ impl Health {
             Health::Ok => "OK",
             Health::Warning => "WARNING",
             Health::Critical => "CRITICAL",
+            Health::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The health of backups on a target that could not be used. Critical
+    /// when the server answered that the bucket or directory is not there:
+    /// then neither is any backup. Unknown when there may be backups that
+    /// could not be seen.
+    pub fn of_unusable_target(cause: Cause) -> Health {
+        match cause {
+            Cause::NoSuchBucket | Cause::NoSuchPath => Health::Critical,
+            Cause::BadCredentials
+            | Cause::AccessDenied
+            | Cause::NameNotResolved
+            | Cause::Unreachable
+            | Cause::NoNetwork
+            | Cause::HostKeyChanged
+            | Cause::TlsFailure
+            | Cause::WrongRegion
+            | Cause::NoUsableShell
+            | Cause::Other => Health::Unknown,
         }
     }
 }
@@ -297,12 +376,7 @@ pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) 
                 "{:<22} {:<20} {:<12} {:>10}  {}",
                 local_time(&b.date),
                 b.date_delta,
-                match (b.full, b.complete) {
-                    (true, true) => "full",
-                    (false, true) => "incremental",
-                    (true, false) => "full, partial",
-                    (false, false) => "incr., partial",
-                },
+                if b.full { "full" } else { "incremental" },
                 human_size(b.size),
                 b.deleted_in.as_deref().unwrap_or("-")
             );
@@ -314,6 +388,13 @@ pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) 
             report.backups.len(),
             if report.backups.len() == 1 { "" } else { "s" },
             human_size(total)
+        );
+    }
+    if report.unmatched_file_size > 0 {
+        let _ = writeln!(
+            out,
+            "Not in any backup: {} of duplicity files (an interrupted backup, or an increment whose base is gone).",
+            human_size(report.unmatched_file_size)
         );
     }
     if report.unknown_files > 0 {
@@ -360,41 +441,8 @@ mod tests {
             previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
             size,
             complete: true,
+            volumes: 1,
         }
-    }
-
-    #[test]
-    fn full_when_there_is_no_full_backup() {
-        assert!(should_force_full(&[]));
-        assert!(should_force_full(&[backup(
-            "20261121T010000Z",
-            Some("20261120T010000Z"),
-            5
-        )]));
-    }
-
-    #[test]
-    fn full_when_increments_pass_half_of_the_full() {
-        let full = backup("20261120T010000Z", None, 1000);
-        let inc = |d, s| backup(d, Some("20261120T010000Z"), s);
-        assert!(!should_force_full(std::slice::from_ref(&full)));
-        assert!(!should_force_full(&[
-            inc("20261122T010000Z", 250),
-            inc("20261121T010000Z", 250),
-            full.clone()
-        ]));
-        assert!(should_force_full(&[
-            inc("20261122T010000Z", 251),
-            inc("20261121T010000Z", 250),
-            full.clone()
-        ]));
-        // Only the increments since the newest full backup count.
-        let older = backup("20261101T010000Z", None, 10);
-        assert!(!should_force_full(&[
-            full,
-            inc("20261102T010000Z", 9999),
-            older
-        ]));
     }
 
     fn at(s: &str) -> i64 {
@@ -440,32 +488,74 @@ mod tests {
                 )
             })
             .collect();
-        // 3 + (500 - 100) / 100 + 0.5 = 7.5, rounded to even.
+        // The next full backup in (500 - 100) / 100 = 4 days, on 11-28
+        // 01:00: 3.48 days from now, + 0.5, rounded.
         assert_eq!(
             got,
             vec![
                 (
-                    "11/24/26 01:00:00",
+                    "2026-11-24 01:00:00 UTC",
                     "12 hours, 30 minutes",
-                    Some("approx. 8 days")
+                    Some("approx. 4 days")
                 ),
                 (
-                    "11/23/26 01:00:00",
+                    "2026-11-23 01:00:00 UTC",
                     "1 day, 12 hours",
-                    Some("approx. 8 days")
+                    Some("approx. 4 days")
                 ),
                 (
-                    "11/22/26 01:00:00",
+                    "2026-11-22 01:00:00 UTC",
                     "2 days, 12 hours",
                     Some("11 hours, 30 minutes")
                 ),
                 (
-                    "11/21/26 01:00:00",
+                    "2026-11-21 01:00:00 UTC",
                     "3 days, 12 hours",
                     Some("11 hours, 30 minutes")
                 ),
             ]
         );
+    }
+
+    fn newest_deleted_in(backups: &[Backup], min_age: u32, now: &str) -> Option<String> {
+        let inventory = Inventory {
+            backups: backups.to_vec(),
+            ..Default::default()
+        };
+        let zone = LocalZone::fixed(0, "UTC");
+        let layout = Layout::new(Path::new("/d"));
+        let r = backup_status(&inventory, &layout, "/d", min_age, at(now), &zone);
+        r.backups[0].deleted_in.clone()
+    }
+
+    #[test]
+    fn the_age_of_the_full_backup_caps_the_estimate() {
+        let full = backup("20261101T010000Z", None, 1000);
+        let inc = backup("20261102T010000Z", Some("20261101T010000Z"), 1);
+        // The size rule says 499 days; 3 * 10 + 1 days after the full one,
+        // on 12-02 01:00, it is replaced.
+        let got = newest_deleted_in(&[inc.clone(), full.clone()], 3, "2026-11-02 13:00:00");
+        assert_eq!(got.as_deref(), Some("approx. 30 days"));
+        // A size rule beyond the year 9999 (where Mail-in-a-Box crashes).
+        let huge = Backup {
+            size: 1 << 50,
+            ..full
+        };
+        let got = newest_deleted_in(&[inc.clone(), huge], 3, "2026-11-02 13:00:00");
+        assert_eq!(got.as_deref(), Some("approx. 30 days"));
+    }
+
+    #[test]
+    fn the_estimate_can_be_past() {
+        // The increments already pass half of the full backup, min_age 0:
+        // due (500 - 2000) / 2000 = -0.75 days after the newest backup.
+        let full = backup("20261101T010000Z", None, 1000);
+        let inc = backup("20261102T010000Z", Some("20261101T010000Z"), 2000);
+        let got = newest_deleted_in(&[inc.clone(), full.clone()], 0, "2026-11-04 01:00:00");
+        assert_eq!(got.as_deref(), Some("approx. -2 days"));
+        // Never before the newest backup is min_age_in_days old.
+        let got = newest_deleted_in(&[inc, full], 2, "2026-11-04 01:00:00");
+        assert_eq!(got.as_deref(), Some("approx. 0 days"));
     }
 
     #[test]
@@ -552,6 +642,28 @@ mod tests {
         let (_, line) = warned(&[one[0].clone(), "b".to_owned(), "c".to_owned()]);
         assert!(line.contains("(and 2 more: see the log"), "{line}");
         assert_eq!(warned(&[]).0, Health::Ok);
+    }
+
+    #[test]
+    fn causes_map_to_plugin_exit_codes() {
+        for (cause, health, code) in [
+            (Cause::NoSuchBucket, Health::Critical, 2),
+            (Cause::NoSuchPath, Health::Critical, 2),
+            (Cause::BadCredentials, Health::Unknown, 3),
+            (Cause::AccessDenied, Health::Unknown, 3),
+            (Cause::NameNotResolved, Health::Unknown, 3),
+            (Cause::Unreachable, Health::Unknown, 3),
+            (Cause::NoNetwork, Health::Unknown, 3),
+            (Cause::HostKeyChanged, Health::Unknown, 3),
+            (Cause::TlsFailure, Health::Unknown, 3),
+            (Cause::WrongRegion, Health::Unknown, 3),
+            (Cause::NoUsableShell, Health::Unknown, 3),
+            (Cause::Other, Health::Unknown, 3),
+        ] {
+            let got = Health::of_unusable_target(cause);
+            assert_eq!((got, got.exit_code()), (health, code), "{cause:?}");
+        }
+        assert_eq!(Health::Unknown.label(), "UNKNOWN");
     }
 
     #[test]

@@ -90,10 +90,14 @@ impl Failure {
     }
 }
 
-/// How often a reader tries again for its lock, and how many times before
-/// the step gives up (then [`take`] retries until its deadline).
+/// How often a reader tries again for its lock.
 const RETRY_EVERY: Duration = Duration::from_micros(500);
-const RETRIES: i32 = 2_000;
+
+thread_local! {
+    /// Until when [`retry_soon`] tries, on the thread that runs [`take`]
+    /// (SQLite calls its busy handler on the thread that waits).
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
 
 /// SQLite's busy handler for the source. In rollback-journal mode a reader
 /// gets its lock only between a writer's commits, or while the writer has
@@ -101,9 +105,9 @@ const RETRIES: i32 = 2_000;
 /// writers commit back to back. SQLite's own handler sleeps up to 100 ms
 /// between tries and can miss every window for minutes; trying every half
 /// millisecond meets one within a few.
-fn retry_soon(count: i32) -> bool {
+fn retry_soon(_count: i32) -> bool {
     std::thread::sleep(RETRY_EVERY);
-    count < RETRIES
+    DEADLINE.get().is_some_and(|d| Instant::now() < d)
 }
 
 fn failure(e: rusqlite::Error) -> Failure {
@@ -131,6 +135,7 @@ pub fn take(src: &Path, dst: &Path, wait: Duration) -> Result<u64, Failure> {
     )
     .map_err(failure)?;
     let deadline = Instant::now() + wait;
+    DEADLINE.set(Some(deadline));
     source.busy_handler(Some(retry_soon)).map_err(failure)?;
     let mut copy = Connection::open_with_flags(
         dst,

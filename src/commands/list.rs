@@ -20,6 +20,7 @@ pub struct ListArgs {
 }
 
 pub fn run(config_path: &Path, args: &ListArgs) -> Result<u8> {
+    super::check_time_arg(args.time.as_deref())?;
     let config = Config::load(config_path)?;
     let layout = config.layout();
     let target = super::load_settings(&config)?.active_target()?;

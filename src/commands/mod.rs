@@ -17,7 +17,7 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::backend::{Settings, SshFiles, STATE_DIRECTORY};
 use crate::config::{Config, Layout};
@@ -92,4 +92,20 @@ fn hold_restore_lock(layout: &Layout, what: &str) -> Result<Option<lock::Held>> 
         Ok(held) => Ok(Some(held)),
         Err(other) => anyhow::bail!("another restore is running ({other}): wait for it to finish"),
     }
+}
+
+/// Refuses a `--time` that duplicity would not take, before anything runs,
+/// with examples of what it takes.
+pub(crate) fn check_time_arg(time: Option<&str>) -> Result<()> {
+    let Some(text) = time else {
+        return Ok(());
+    };
+    if crate::duplicity::when::resolve_time(text, chrono::Utc::now().timestamp(), 0).is_none() {
+        bail!(
+            "--time {text:?} is not a time duplicity takes: give a day (2026-12-02), a minute as \
+             `mailbackup status` shows it ('2026-12-02 03:00'), an age (3D, 1h30m) or a date-time \
+             (2026-12-02T03:00:00)"
+        );
+    }
+    Ok(())
 }

@@ -95,6 +95,7 @@ pub struct RestoreArgs {
 }
 
 pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
+    super::check_time_arg(args.time.as_deref())?;
     let config = Config::load(config_path)?;
     if let Some(note) = config.symlink_note() {
         eprintln!("{note}");

@@ -409,3 +409,34 @@ fn a_failed_restore_keeps_the_empty_directory_it_was_given() {
     assert_eq!(out.status.code(), Some(50), "{}", describe(&out));
     assert!(!new.exists());
 }
+
+/// A `--time` duplicity would not take is refused in one line, with
+/// examples, before duplicity runs or anything is written.
+#[test]
+fn a_time_duplicity_does_not_take_is_refused_before_it_runs() {
+    let mut mailbox = MailBox::new();
+    let bin = fake_duplicity(&mut mailbox, "exit 0");
+    let dest = mailbox.dir.path().join("restored");
+    let before = listing(&mailbox.root);
+    for args in [
+        vec![
+            "restore",
+            "--to",
+            dest.to_str().unwrap(),
+            "--time",
+            "yesterday",
+        ],
+        vec!["restore", "--in-place", "--yes", "--time", "2026-13-01"],
+        vec!["list", "--time", "3X"],
+    ] {
+        let out = mailbox.cmd(&args).output().unwrap();
+        assert_one_line_error(&out, &["is not a time duplicity takes", "2026-12-02", "3D"]);
+    }
+    assert!(!bin.join("argv").exists(), "duplicity was started");
+    assert!(!dest.exists());
+    assert_eq!(listing(&mailbox.root), before);
+    // What it takes still goes through to duplicity.
+    let out = mailbox.cmd(&["list", "--time", "3D"]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(bin.join("argv").exists());
+}

@@ -30,6 +30,15 @@ pub fn run(config_path: &Path, _args: &CheckTargetArgs) -> Result<u8> {
         );
         return Ok(0);
     };
+    if let Some(key) = target.ssh_key().filter(|key| !key.exists()) {
+        println!(
+            "mailbackup: {}: the ssh key {} is missing: `mailbackup install` makes it and prints \
+             its public key for the server's authorized_keys (on a new box, put back your copy of it)",
+            target.describe(),
+            key.display()
+        );
+        return Ok(1);
+    }
     match target.check() {
         Ok(found) => {
             println!("mailbackup: {} works: {found}", target.describe());

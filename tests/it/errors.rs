@@ -440,3 +440,34 @@ fn a_time_duplicity_does_not_take_is_refused_before_it_runs() {
     assert!(out.status.success(), "{}", describe(&out));
     assert!(bin.join("argv").exists());
 }
+
+/// check-target with no ssh key says the key is missing and that install
+/// makes it, instead of blaming the server.
+#[test]
+fn check_target_without_the_ssh_key_names_the_key() {
+    // duplicity's rsync backend takes no space in the archive dir's path.
+    let mailbox = MailBox::named("user-data");
+    let home = mailbox.dir.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let mailbox = mailbox
+        .with_env("HOME", &home)
+        .with_env("STATE_DIRECTORY", mailbox_state(&home));
+    mailbox.set_target("target: rsync://backup@127.0.0.1:9//srv/backups/box\n");
+    let out = mailbox.cmd(&["check-target"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let key = home.join(".ssh/id_rsa_miab");
+    assert!(
+        said.contains(&format!("the ssh key {} is missing", key.display()))
+            && said.contains("`mailbackup install` makes it"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!said.contains("refused"), "{said}");
+}
+
+fn mailbox_state(home: &Path) -> PathBuf {
+    let state = home.join("state");
+    fs::create_dir_all(&state).unwrap();
+    state
+}

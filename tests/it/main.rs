@@ -24,6 +24,7 @@ mod package;
 mod root {
     mod backup;
     pub mod install;
+    mod install_messages;
     mod install_steps;
     mod mailinabox;
     mod operate;

@@ -44,7 +44,11 @@ impl Plan {
     /// Exit code 1 when the target does not work: the units are written,
     /// but no timer is enabled.
     pub fn apply(&self, s: &InstallSettings, target: &Settings) -> Result<u8> {
-        self.prepare_target()?;
+        let holds_secret = target
+            .target
+            .as_ref()
+            .is_some_and(|t| !t.secrets().is_empty());
+        self.prepare_target(holds_secret)?;
         // A target that cannot work gets units, but no timer.
         let target_failure = check_target(s, target);
         let created_key = self.commit()?;
@@ -89,13 +93,20 @@ impl Plan {
     }
 
     /// Locks up the target's settings file and makes its ssh key.
-    fn prepare_target(&self) -> Result<()> {
+    fn prepare_target(&self, holds_secret: bool) -> Result<()> {
         if let Some(path) = &self.make_private {
             make_private(path)?;
-            println!(
-                "made {} readable by root only (mode 0600): it holds the target's secret, and other users could read it",
-                path.display()
-            );
+            if holds_secret {
+                println!(
+                    "made {} readable by root only (mode 0600): it holds the target's secret, and other users could read it",
+                    path.display()
+                );
+            } else {
+                println!(
+                    "made {} readable by root only (mode 0600), as a file that may hold the target's secret",
+                    path.display()
+                );
+            }
         }
         if let Some(key) = &self.new_ssh_key {
             create_ssh_key(key)?;
@@ -138,6 +149,7 @@ impl Plan {
     /// Says what changed in each unit; whether any did.
     fn report(&self, s: &InstallSettings, settings_file: &Path) -> bool {
         let mut changed = false;
+        let gone = !settings_file.exists();
         for Step { change, path, .. } in &self.units {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             let (path, settings_file) = (path.display(), settings_file.display());
@@ -146,9 +158,12 @@ impl Plan {
                 Change::Update(Why::Options) => {
                     println!("updated {path} for the options given")
                 }
-                Change::Update(Why::Target) => {
+                Change::Update(Why::Target) if !gone => {
                     println!("updated {path} for the backup target in {settings_file}")
                 }
+                Change::Update(Why::Target) => println!(
+                    "updated {path} for the local target: {settings_file} is gone, and with it the target it named"
+                ),
                 Change::Update(Why::OptionsAndTarget) => println!(
                     "updated {path} for the options given and the backup target in {settings_file}"
                 ),

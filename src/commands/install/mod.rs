@@ -83,6 +83,14 @@ pub struct InstallArgs {
 }
 
 pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
+    if !args.dry_run && !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "mailbackup install must be run as root: it writes the units to {}, the key to \
+             STORAGE_ROOT/backup and enables the timers (try `sudo mailbackup install`, or \
+             `mailbackup install --dry-run` to see what it would do)",
+            args.unit_dir.display()
+        );
+    }
     let installed =
         read_unit(&args.unit_dir.join(SERVICE))?.filter(|u| u.starts_with(units::GENERATED_MARK));
     let Some(config_path) = config_to_use(config_path, args, installed.as_deref())? else {

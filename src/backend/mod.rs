@@ -37,7 +37,7 @@ impl Secret {
         Secret(value)
     }
 
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
@@ -92,6 +92,8 @@ pub struct UnitNeeds {
     pub state_directory: bool,
     /// Files with secrets, loaded as systemd credentials: (name, path).
     pub credentials: Vec<(&'static str, PathBuf)>,
+    /// The units ping `ping_url` (the network, wherever the target is).
+    pub ping: bool,
 }
 
 /// Where backups go.
@@ -187,7 +189,7 @@ impl Target {
 
     /// What the units need for this target, given where the settings are.
     pub fn unit_needs(&self, settings_file: &Path) -> UnitNeeds {
-        let [local, rsync, s3] = UnitNeeds::of_every_kind(settings_file);
+        let [local, rsync, s3] = UnitNeeds::of_each_kind(settings_file);
         match &self.kind {
             Kind::Local(_) => local,
             Kind::Rsync(_) => rsync,
@@ -198,20 +200,37 @@ impl Target {
 
 impl UnitNeeds {
     /// What the units need for each kind of target (a local one, an ssh
-    /// server, an S3 bucket), given where the settings are: `install` tells
-    /// the units of an earlier target from units edited by hand.
-    pub fn of_every_kind(settings_file: &Path) -> [UnitNeeds; 3] {
+    /// server, an S3 bucket) with and without pings, given where the
+    /// settings are: `install` tells the units of an earlier target from
+    /// units edited by hand.
+    pub fn of_every_kind(settings_file: &Path) -> Vec<UnitNeeds> {
+        UnitNeeds::of_each_kind(settings_file)
+            .into_iter()
+            .flat_map(|needs| {
+                [
+                    UnitNeeds {
+                        ping: true,
+                        ..needs.clone()
+                    },
+                    needs,
+                ]
+            })
+            .collect()
+    }
+
+    /// What the units need for each kind of target, without pings.
+    fn of_each_kind(settings_file: &Path) -> [UnitNeeds; 3] {
         [
             UnitNeeds::default(),
             UnitNeeds {
                 network: true,
                 state_directory: true,
-                credentials: Vec::new(),
+                ..UnitNeeds::default()
             },
             UnitNeeds {
                 network: true,
-                state_directory: false,
                 credentials: vec![(SETTINGS_CREDENTIAL, settings_file.to_owned())],
+                ..UnitNeeds::default()
             },
         ]
     }

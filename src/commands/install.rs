@@ -286,10 +286,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         ),
     };
     let target_settings = Settings::load(&config.layout(), None, &super::ssh_files())?;
-    let target_needs = target_settings
-        .target
-        .as_ref()
-        .map_or_else(UnitNeeds::default, |t| t.unit_needs(&target_settings.path));
+    let target_needs = target_settings.unit_needs();
     let settings_for = |choices: &Choices, mail_to: String, target: &UnitNeeds| UnitSettings {
         config: config_path.clone(),
         layout: config.layout(),
@@ -314,6 +311,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         mail_to,
         choices: choices.to_record(),
         target: target.clone(),
+        postdrop: crate::sys::group_exists(crate::mail::queue::POSTDROP_GROUP),
     };
     let mut settings = settings_for(&choices, mail_to, &target_needs);
     for spec in std::iter::once(&settings.on_calendar).chain(settings.verify_calendar.as_ref()) {

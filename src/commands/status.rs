@@ -92,7 +92,12 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     };
     let inventory = target.inventory()?;
     let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
-    let key_missing = key::missing(&config.layout().key_file);
+    let layout = config.layout();
+    let key_missing = key::missing(&layout.key_file);
+    let mut warnings = settings.warnings.clone();
+    if key_missing.is_none() {
+        warnings.extend(key::custody(&layout).warning());
+    }
     let (health, line) = check_health(
         &inventory,
         &target.describe(),
@@ -100,6 +105,7 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
         args.max_age,
         failed,
         key_missing.as_deref(),
+        &warnings,
     );
     println!("{line}");
     Ok(health.exit_code())

@@ -162,7 +162,8 @@ impl Health {
 /// and its health: critical with no complete backup, when the newest is older
 /// than `max_age_hours`, the last run failed or the key is missing; warning
 /// with stray files in
-/// the target or an interrupted newest set.
+/// the target or an interrupted newest set, and with each of `warnings`
+/// (found elsewhere: an unconfirmed key, an unknown setting).
 pub fn check_health(
     inventory: &Inventory,
     dir: &str,
@@ -170,8 +171,12 @@ pub fn check_health(
     max_age_hours: u32,
     last_run_failed: bool,
     key_missing: Option<&str>,
+    warnings: &[String],
 ) -> (Health, String) {
-    let mut problems: Vec<(Health, String)> = Vec::new();
+    let mut problems: Vec<(Health, String)> = warnings
+        .iter()
+        .map(|w| (Health::Warning, w.clone()))
+        .collect();
     if let Some(text) = key_missing {
         problems.push((Health::Critical, text.to_owned()));
     }
@@ -530,7 +535,7 @@ mod tests {
                 unknown_files: unknown,
                 unknown_size: 0,
             };
-            check_health(&inv, "/d", now, 36, failed, None)
+            check_health(&inv, "/d", now, 36, failed, None, &[])
         };
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
@@ -560,12 +565,23 @@ mod tests {
             unknown_files: 0,
             unknown_size: 0,
         };
-        let (h, line) = check_health(&inv, "/d", now, 36, false, Some("the key is missing"));
+        let (h, line) = check_health(
+            &inv,
+            "/d",
+            now,
+            36,
+            false,
+            Some("the key is missing"),
+            &["the key is not confirmed".to_owned()],
+        );
         assert_eq!(h, Health::Critical);
         assert!(
-            line.starts_with("MAILBACKUP CRITICAL - the key is missing|"),
+            line.starts_with("MAILBACKUP CRITICAL - the key is missing; the key is not confirmed|"),
             "{line}"
         );
+        let (h, line) = check_health(&inv, "/d", now, 36, false, None, &["odd".to_owned()]);
+        assert_eq!(h, Health::Warning);
+        assert!(line.starts_with("MAILBACKUP WARNING - odd|"), "{line}");
         let (h, line) = check(vec![young.clone()], 2, false);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(

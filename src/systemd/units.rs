@@ -132,8 +132,11 @@ pub struct UnitSettings {
     /// line of JSON).
     pub choices: String,
     /// What the backup target needs: the network, a state directory,
-    /// credentials.
+    /// credentials; and whether the units ping `ping_url`.
     pub target: UnitNeeds,
+    /// Whether postfix's postdrop group exists: then the failure unit may
+    /// leave its mail in postfix's queue when the mail server is down.
+    pub postdrop: bool,
 }
 
 /// A rendered unit file.
@@ -154,6 +157,8 @@ struct ServiceUnit<'a> {
     mode: &'a str,
     frozen: &'a [String],
     network: bool,
+    network_why: &'a str,
+    ping: bool,
     state_directory: bool,
     credentials: &'a [String],
     storage_root: &'a str,
@@ -174,6 +179,8 @@ struct VerifyUnit<'a> {
     umask: &'a str,
     restrict_setid: bool,
     network: bool,
+    network_why: &'a str,
+    ping: bool,
     state_directory: bool,
     credentials: &'a [String],
     storage_root: &'a str,
@@ -207,6 +214,7 @@ struct SnapshotUnit<'a> {
     umask: &'a str,
     restrict_setid: bool,
     network: bool,
+    network_why: &'a str,
     state_directory: bool,
     storage_root: &'a str,
     snapshot_dir: &'a str,
@@ -222,6 +230,7 @@ struct FailureUnit<'a> {
     bin: &'a str,
     config: &'a str,
     mail_to: &'a str,
+    postdrop: bool,
 }
 
 #[derive(Template)]
@@ -321,6 +330,15 @@ pub fn config_in(service_unit: &str) -> Option<PathBuf> {
         .map(|path| PathBuf::from(path.replace("%%", "%")))
 }
 
+/// Why a unit has the network, in its comment.
+fn why_network(target: bool, ping: bool) -> &'static str {
+    match (target, ping) {
+        (true, false) => "The target is off the box",
+        (true, true) => "The target and the ping URL are off the box",
+        _ => "The ping URL is off the box",
+    }
+}
+
 /// Renders every unit that `install` writes. Pure: the same settings give the same bytes.
 pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     let l = &settings.layout;
@@ -357,7 +375,9 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         .iter()
         .map(|(name, path)| Ok(format!("{name}:{}", unit_path("A credential file", path)?)))
         .collect::<Result<Vec<_>>>()?;
-    let network = settings.target.network;
+    let ping = settings.target.ping;
+    let network = settings.target.network || ping;
+    let network_why = why_network(settings.target.network, ping);
     let state_directory = settings.target.state_directory;
 
     if settings.choices.contains(['\n', '\r']) {
@@ -379,6 +399,8 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         mode: settings.downtime.name(),
         frozen: &frozen,
         network,
+        network_why,
+        ping,
         state_directory,
         credentials: &credentials,
         storage_root: &storage_root,
@@ -398,6 +420,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         bin: &bin,
         config: &config,
         mail_to: &settings.mail_to,
+        postdrop: settings.postdrop,
     };
     let hook_unit = HookUnit {
         hook: &hook,
@@ -420,17 +443,19 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     if let Some(on_calendar) = verify_calendar {
         // Only with the full downtime does it run duplicity itself; else
         // mailbackup.service compares for it.
-        let reaches_target = network && settings.downtime == Downtime::Full;
+        let reaches_target = settings.target.network && settings.downtime == Downtime::Full;
         let verify = VerifyUnit {
             mode: settings.downtime.name(),
             restrict_setid: true,
-            address_families: if reaches_target {
+            address_families: if reaches_target || ping {
                 NETWORK_ADDRESS_FAMILIES
             } else {
                 "AF_UNIX"
             },
             umask: "0022",
-            network: reaches_target,
+            network: reaches_target || ping,
+            network_why: why_network(reaches_target, ping),
+            ping,
             state_directory: state_directory && reaches_target,
             credentials: if reaches_target { &credentials } else { &[] },
             storage_root: &storage_root,
@@ -459,6 +484,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
             umask: "0077",
             // It only copies files on this box.
             network: false,
+            network_why: "",
             state_directory: false,
             storage_root: &storage_root,
             snapshot_dir: &snapshot_dir,
@@ -490,6 +516,7 @@ mod tests {
             mail_to: "administrator@box.example.com".into(),
             choices: "{}".into(),
             target: UnitNeeds::default(),
+            postdrop: true,
         }
     }
 
@@ -499,6 +526,7 @@ mod tests {
             network: true,
             state_directory: true,
             credentials: vec![("custom.yaml", "/home/user-data/backup/custom.yaml".into())],
+            ping: false,
         };
         for downtime in [Downtime::Snapshot, Downtime::Pause, Downtime::Full] {
             let mut s = settings();
@@ -537,6 +565,62 @@ mod tests {
         s.target = remote;
         s.target.credentials = vec![("custom.yaml", "/a b/custom.yaml".into())];
         assert!(render(&s).is_err());
+    }
+
+    #[test]
+    fn pings_open_the_network_and_name_no_url() {
+        for downtime in [Downtime::Snapshot, Downtime::Pause, Downtime::Full] {
+            let mut s = settings();
+            s.downtime = downtime;
+            let quiet = render(&s).unwrap();
+            s.target.ping = true;
+            let pinging = render(&s).unwrap();
+            for (q, p) in quiet.iter().zip(&pinging) {
+                assert!(!q.content.contains(" ping "), "{}", q.name);
+                let lines: Vec<&str> = p
+                    .content
+                    .lines()
+                    .filter(|l| l.starts_with("Exec") && l.contains(" ping "))
+                    .collect();
+                let want: &[&str] = match p.name {
+                    SERVICE => &[
+                        "ExecStartPre=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping start",
+                        "ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish %n",
+                    ],
+                    VERIFY_SERVICE => &["ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish --failures-only %n"],
+                    _ => &[],
+                };
+                assert_eq!(lines, want, "{}", p.name);
+                if !want.is_empty() {
+                    assert!(!p.content.contains("PrivateNetwork=yes"), "{}", p.name);
+                    assert!(p.content.contains("# The ping URL is off the box:"));
+                }
+            }
+            // The last thing the backup's run does.
+            let service = &pinging[0].content;
+            let last_stop = service.lines().rfind(|l| l.starts_with("ExecStopPost="));
+            assert!(last_stop.unwrap().ends_with("ping finish %n"), "{service}");
+        }
+    }
+
+    #[test]
+    fn the_failure_mail_may_wait_in_postfix_queue() {
+        let mut s = settings();
+        let find = |units: &[UnitFile]| {
+            units
+                .iter()
+                .find(|u| u.name == FAILURE_SERVICE)
+                .unwrap()
+                .content
+                .clone()
+        };
+        let with = find(&render(&s).unwrap());
+        assert!(with.contains(
+            "\nSupplementaryGroups=postdrop\nReadWritePaths=-/var/spool/postfix/maildrop\n"
+        ));
+        s.postdrop = false;
+        let without = find(&render(&s).unwrap());
+        assert!(!without.contains("postdrop"), "{without}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fs;
 
 use common::*;
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 13] = [
     "run",
     "snapshot",
     "prune",
@@ -19,6 +19,8 @@ const SUBCOMMANDS: [&str; 11] = [
     "install",
     "uninstall",
     "notify-failure",
+    "ping",
+    "key",
 ];
 
 fn help(args: &[&str]) -> String {

@@ -340,3 +340,66 @@ fn the_failure_mail_waits_in_the_queue_when_the_mail_server_does_not_answer() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("was not told"), "{}", describe(&out));
 }
+
+#[test]
+fn install_opens_the_network_for_pings_and_points_to_the_key() {
+    if !mailbackup::sys::user_exists("user-data") {
+        let _ = std::process::Command::new("useradd")
+            .args(["--system", "--no-create-home", "user-data"])
+            .output();
+    }
+    let mailbox = MailBox::named("user-data");
+    fs::remove_file(mailbox.key_file()).unwrap();
+    mailbox.set_target(&format!("ping_url: https://hc-ping.com/{UUID}\n"));
+    let units = mailbox.dir.path().join("units");
+    fs::create_dir(&units).unwrap();
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "--unit-dir",
+            units.to_str().unwrap(),
+            "--bin",
+            BIN,
+        ];
+        args.extend(extra);
+        let out = mailbox.run(&args);
+        assert!(out.status.success(), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = install(&[]);
+    assert!(
+        first.contains("created a new backup key")
+            && first.contains("`mailbackup key show` prints it"),
+        "{first}"
+    );
+    let service = fs::read_to_string(units.join("mailbackup.service")).unwrap();
+    assert!(
+        service.contains(" ping start\n") && service.contains(" ping finish %n\n"),
+        "{service}"
+    );
+    assert!(!service.contains("PrivateNetwork=yes"), "{service}");
+    for entry in fs::read_dir(&units).unwrap() {
+        let text = fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(UUID), "the ping URL is in a unit");
+    }
+    // A re-install that changes something says, once, that the key is
+    // not confirmed; one that changes nothing is quiet.
+    let again = install(&["--on-calendar", "*-*-* 04:00:00"]);
+    assert_eq!(
+        again
+            .matches("the backup key has not been confirmed as kept off this box")
+            .count(),
+        1,
+        "{again}"
+    );
+    let quiet = install(&[]);
+    assert!(!quiet.contains("confirmed"), "{quiet}");
+    // Without the ping, the units have no network again.
+    mailbox.set_target("target: local\n");
+    install(&[]);
+    let service = fs::read_to_string(units.join("mailbackup.service")).unwrap();
+    assert!(
+        service.contains("PrivateNetwork=yes") && !service.contains(" ping "),
+        "{service}"
+    );
+}

@@ -536,7 +536,8 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     if created_key {
         changed = true;
         println!(
-            "created a new backup key {}: keep a copy of it away from this box, without it the backups cannot be restored",
+            "created a new backup key {}: keep a copy of it away from this box, without it the backups cannot be restored; \
+             `mailbackup key show` prints it, `mailbackup key confirm` records that you keep it",
             layout.key_file.display()
         );
     }
@@ -548,6 +549,12 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             .with_context(|| format!("Failed to remove {}", path.display()))?;
         println!("removed {}: these settings do not use it", path.display());
         changed = true;
+    }
+    // Once, with what an install changed (a re-run that changes nothing is quiet).
+    if changed && !created_key && !args.refresh {
+        if let Some(warning) = key::custody(&layout).warning() {
+            println!("{warning}");
+        }
     }
     if manage_systemd && changed {
         systemd::systemctl(&["daemon-reload"])?;

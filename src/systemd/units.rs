@@ -621,6 +621,8 @@ mod tests {
         s.postdrop = false;
         let without = find(&render(&s).unwrap());
         assert!(!without.contains("postdrop"), "{without}");
+        assert!(with.contains("\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n"));
+        assert!(without.contains("\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"));
     }
 
     #[test]

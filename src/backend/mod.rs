@@ -191,7 +191,7 @@ impl Target {
 
     /// What the units need for this target, given where the settings are.
     pub fn unit_needs(&self, settings_file: &Path) -> UnitNeeds {
-        let [local, rsync, s3] = UnitNeeds::of_each_kind(settings_file);
+        let [local, rsync, s3] = UnitNeeds::of_every_kind(settings_file);
         match &self.kind {
             Kind::Local(_) => local,
             Kind::Rsync(_) => rsync,
@@ -202,26 +202,8 @@ impl Target {
 
 impl UnitNeeds {
     /// What the units need for each kind of target (a local one, an ssh
-    /// server, an S3 bucket) with and without pings, given where the
-    /// settings are: `install` tells the units of an earlier target from
-    /// units edited by hand.
-    pub fn of_every_kind(settings_file: &Path) -> Vec<UnitNeeds> {
-        UnitNeeds::of_each_kind(settings_file)
-            .into_iter()
-            .flat_map(|needs| {
-                [
-                    UnitNeeds {
-                        ping: true,
-                        ..needs.clone()
-                    },
-                    needs,
-                ]
-            })
-            .collect()
-    }
-
-    /// What the units need for each kind of target, without pings.
-    fn of_each_kind(settings_file: &Path) -> [UnitNeeds; 3] {
+    /// server, an S3 bucket), given where the settings are.
+    pub fn of_every_kind(settings_file: &Path) -> [UnitNeeds; 3] {
         [
             UnitNeeds::default(),
             UnitNeeds {

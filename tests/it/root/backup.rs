@@ -2,14 +2,12 @@
 //! 3.x from PyPI), proven by restoring with plain duplicity and comparing
 //! the trees byte for byte.
 
-mod common;
-
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The Unix time of backup `index` (newest first) in `status --json`, as
 /// duplicity's `--time` takes it.
@@ -28,6 +26,7 @@ fn backup_time(mailbox: &MailBox, index: usize) -> String {
 
 #[test]
 fn full_then_incremental_restore_byte_for_byte() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 1500);
@@ -54,6 +53,7 @@ fn full_then_incremental_restore_byte_for_byte() {
 
 #[test]
 fn increments_past_half_the_full_make_a_full() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 300);
@@ -102,6 +102,7 @@ fn increments_past_half_the_full_make_a_full() {
 
 #[test]
 fn run_full_forces_a_full_backup() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 30);
@@ -113,6 +114,7 @@ fn run_full_forces_a_full_backup() {
 
 #[test]
 fn prune_ten_days_later_removes_the_older_chain() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 150);
@@ -186,6 +188,7 @@ fn make_legacy_layout(mailbox: &MailBox, flavor: &Flavor) {
 
 #[test]
 fn legacy_backups_end_up_in_the_encrypted_backup_then_go() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 60);
@@ -238,6 +241,7 @@ fn legacy_backups_end_up_in_the_encrypted_backup_then_go() {
 
 #[test]
 fn an_interrupted_migration_completes_on_the_next_run() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 30);
@@ -287,6 +291,7 @@ fn an_interrupted_migration_completes_on_the_next_run() {
 
 #[test]
 fn a_second_run_while_one_runs_says_so_and_the_passphrase_is_in_no_argv() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 30);
@@ -331,6 +336,7 @@ fn a_second_run_while_one_runs_says_so_and_the_passphrase_is_in_no_argv() {
 
 #[test]
 fn stray_entries_in_the_target_are_skipped_and_kept() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 30);
@@ -352,6 +358,7 @@ fn stray_entries_in_the_target_are_skipped_and_kept() {
 /// when the local cache is gone and the signatures must be decrypted.
 #[test]
 fn backups_made_by_the_reference_continue() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 60);
@@ -388,6 +395,7 @@ fn backups_made_by_the_reference_continue() {
 /// and says which one it used; `status`, read by scripts, says nothing of it.
 #[test]
 fn a_symlinked_storage_root_is_named_by_run_and_not_by_status() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 5);

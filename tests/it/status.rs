@@ -2,13 +2,11 @@
 //! dictionary, string for string, on generated targets, in several time
 //! zones and at moments near daylight saving changes.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const ZONES: [&str; 6] = [

@@ -2,15 +2,15 @@
 //! booted with systemd-nspawn, with real postfix, dovecot and duplicity, and
 //! the mailbackup Debian package installed in it.
 
-mod common;
-
-use common::container::Container;
-use common::describe;
+use crate::common::container::Container;
+use crate::common::describe;
+use crate::common::needs_root;
 
 const DUPLICITY_RUNS: &str = "journalctl -u mailbackup.service -o cat --no-pager | grep -c 'running /usr/bin/duplicity \\(full\\|incr\\)' || true";
 
 #[test]
 fn install_back_up_join_and_uninstall() {
+    needs_root!();
     let c = Container::boot();
     // The reference's shape: mail down for the whole duplicity run.
     let out = c.set_up_box(40, "--downtime full");
@@ -117,6 +117,7 @@ fn install_back_up_join_and_uninstall() {
 
 #[test]
 fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(4, "--downtime full");
     c.ok("mkdir -p /home/user-data/backup/encrypted && mount -t tmpfs -o size=256k tmpfs /home/user-data/backup/encrypted");
@@ -196,6 +197,7 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
 
 #[test]
 fn a_killed_backup_brings_the_mail_back() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(80, "--downtime full");
     let out = c.sh(r#"systemctl start mailbackup.service & s=$!
@@ -237,6 +239,7 @@ fn a_killed_backup_brings_the_mail_back() {
 
 #[test]
 fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
+    needs_root!();
     let c = Container::boot_with_root("/srv/box/user-data");
     c.ok("mkdir -p /srv/box && mount -t tmpfs -o size=24m tmpfs /srv/box");
     c.set_up_box(6, "");
@@ -368,6 +371,7 @@ fn downtime_seconds(c: &Container, since: &str) -> f64 {
 
 #[test]
 fn snapshot_mode_keeps_mail_flowing_and_loses_none() {
+    needs_root!();
     let c = Container::boot();
     let out = c.set_up_box(60, "");
     assert!(

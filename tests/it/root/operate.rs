@@ -1,13 +1,12 @@
 //! Operating backups with real duplicity: `restore` (to a directory, with
 //! `--time`, with `--path`, in place), `list`, `verify` and `status --check`.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::mount::Mount;
+use crate::common::*;
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -15,7 +14,7 @@ fn stdout(out: &std::process::Output) -> String {
 
 /// A box with two backups: the state after the first, and the live state
 /// (equal to the second).
-fn box_with_two_backups(flavor: &Flavor) -> (MailBox, common::Tree) {
+fn box_with_two_backups(flavor: &Flavor) -> (MailBox, Tree) {
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 90);
     mailbox.ok(&["run"]);
@@ -34,6 +33,7 @@ fn box_with_two_backups(flavor: &Flavor) -> (MailBox, common::Tree) {
 
 #[test]
 fn restore_to_a_directory_whole_at_a_time_and_in_part() {
+    needs_root!();
     for flavor in flavors() {
         let (mailbox, first) = box_with_two_backups(&flavor);
         let live = live_state(&mailbox.root);
@@ -63,7 +63,7 @@ fn restore_to_a_directory_whole_at_a_time_and_in_part() {
         let part = out_dir.join("part");
         let rel = "mail/mailboxes/example.com/zoë";
         mailbox.ok(&["restore", "--to", part.to_str().unwrap(), "--path", rel]);
-        let want: common::Tree = snapshot(&mailbox.root.join(rel), &[]);
+        let want: Tree = snapshot(&mailbox.root.join(rel), &[]);
         assert_same_tree(&want, &snapshot(&part.join(rel), &[]));
         assert_eq!(
             fs::read_dir(part.join("mail/mailboxes/example.com"))
@@ -90,6 +90,7 @@ fn restore_to_a_directory_whole_at_a_time_and_in_part() {
 
 #[test]
 fn restore_refuses_what_would_lose_data() {
+    needs_root!();
     let (mailbox, _) = box_with_two_backups(&flavors()[0]);
     let full = mailbox.dir.path().join("full");
     fs::create_dir(&full).unwrap();
@@ -120,6 +121,7 @@ fn restore_refuses_what_would_lose_data() {
 
 #[test]
 fn restore_in_place_keeps_the_previous_tree() {
+    needs_root!();
     let (mailbox, first) = box_with_two_backups(&flavors()[0]);
     let backed_up = live_state(&mailbox.root);
     // Damage after the backup: this is what the restore undoes.
@@ -156,6 +158,7 @@ fn restore_in_place_keeps_the_previous_tree() {
 
 #[test]
 fn a_restore_that_would_fill_the_disk_is_refused_and_changes_nothing() {
+    needs_root!();
     a_restore_into_a_small_disk_is_refused(2_600_000, 0);
 }
 
@@ -163,6 +166,7 @@ fn a_restore_that_would_fill_the_disk_is_refused_and_changes_nothing() {
 /// do not fit.
 #[test]
 fn a_sparse_file_counts_in_full_for_the_room_a_restore_needs() {
+    needs_root!();
     a_restore_into_a_small_disk_is_refused(1_000_000, 8_000_000);
 }
 
@@ -174,13 +178,8 @@ fn a_restore_into_a_small_disk_is_refused(random_bytes: usize, sparse_bytes: u64
     let mount = outer.path().join("small");
     fs::create_dir(&mount).unwrap();
     // Room for the data and its backup, not for a second copy of the data.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=7m", "tmpfs"])
-        .arg(&mount)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    let result = std::panic::catch_unwind(|| {
+    let _small = Mount::tmpfs(&mount, "size=7m");
+    {
         let mut mailbox = MailBox::new().with_flavor(flavor);
         let root = mount.join("user-data");
         fs::create_dir(&root).unwrap();
@@ -216,12 +215,6 @@ fn a_restore_into_a_small_disk_is_refused(random_bytes: usize, sparse_bytes: u64
             ["user-data"],
             "the partial restore was left behind"
         );
-    });
-    // Lazily: the gpg-agent of the backup may still be on its way out, and
-    // a busy mount would be left behind.
-    let _ = Command::new("umount").arg("-l").arg(&mount).status();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
     }
 }
 
@@ -237,6 +230,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn list_shows_the_files_of_a_backup() {
+    needs_root!();
     let (mailbox, _) = box_with_two_backups(&flavors()[0]);
     let out = mailbox.ok(&["list"]);
     let text = stdout(&out);
@@ -260,6 +254,7 @@ fn list_shows_the_files_of_a_backup() {
 
 #[test]
 fn verify_passes_unchanged_and_names_a_changed_message() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 60);
@@ -313,6 +308,7 @@ fn check(mailbox: &MailBox, faketime: Option<&str>) -> (i32, String) {
 
 #[test]
 fn status_check_exit_codes() {
+    needs_root!();
     let mailbox = MailBox::new();
     let (code, line) = check(&mailbox, None);
     assert_eq!(code, 2, "{line}");
@@ -420,6 +416,7 @@ fn status_check_exit_codes() {
 /// in-place restore changes nothing.
 #[test]
 fn a_restore_that_duplicity_could_not_complete_says_so() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 3);
@@ -442,13 +439,8 @@ fn a_restore_that_duplicity_could_not_complete_says_so() {
         mailbox.ok(&["run"]);
 
         let tmp = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=500m", "tmpfs"])
-            .arg(tmp.path())
-            .status()
-            .unwrap();
-        assert!(mounted.success(), "mounting a tmpfs needs root");
-        let result = std::panic::catch_unwind(|| {
+        let _small = Mount::tmpfs(tmp.path(), "size=500m");
+        {
             let dest = mailbox.dir.path().join("restored");
             let out = mailbox
                 .cmd(&["restore", "--to", dest.to_str().unwrap()])
@@ -478,10 +470,6 @@ fn a_restore_that_duplicity_could_not_complete_says_so() {
                 .filter(|n| n.contains(".restoring-") || n.contains(".before-restore-"))
                 .collect();
             assert!(left.is_empty(), "{left:?}");
-        });
-        let _ = Command::new("umount").arg(tmp.path()).status();
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
         }
     }
 }
@@ -491,6 +479,7 @@ fn a_restore_that_duplicity_could_not_complete_says_so() {
 /// a second restore is refused, and both work again once it is done.
 #[test]
 fn a_backup_or_restore_during_a_restore_is_refused_and_says_why() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 20);

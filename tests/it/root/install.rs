@@ -1,153 +1,22 @@
-//! `mailbackup install` and `uninstall` outside a booted systemd: golden
-//! files for the rendered units, `systemd-analyze verify` and `security` on
-//! them, idempotence, the key, and bad input. The units at work are tested
-//! in a booted systemd in `e2e.rs`.
-
-mod common;
+//! `mailbackup install` and `uninstall` outside a booted systemd:
+//! `systemd-analyze verify` on the installed units, idempotence, the key,
+//! and bad input. The rendered units are golden files in `units.rs`; the
+//! units at work are tested in a booted systemd in `e2e/`.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Command;
 
-use common::*;
-use mailbackup::backend::UnitNeeds;
+use crate::common::mount::Mount;
+use crate::common::*;
+use crate::units::default_settings;
 use mailbackup::config::Layout;
 use mailbackup::systemd::units::{self, UnitSettings};
 
-fn golden_dir(set: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(set)
-}
-
-/// Compares rendered units with `tests/golden/SET/`; with UPDATE_GOLDEN=1,
-/// rewrites them instead (review the diff).
-fn check_golden(set: &str, settings: &UnitSettings) {
-    let dir = golden_dir(set);
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    for unit in units::render(settings).unwrap() {
-        let path = dir.join(unit.name);
-        if update {
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(&path, &unit.content).unwrap();
-        }
-        let want = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            unit.content,
-            want,
-            "{} differs from the golden file; UPDATE_GOLDEN=1 rewrites it",
-            path.display()
-        );
-    }
-}
-
-fn default_settings() -> UnitSettings {
-    UnitSettings {
-        config: "/etc/mailinabox.conf".into(),
-        layout: Layout::new(Path::new("/home/user-data")),
-        storage_user: "user-data".into(),
-        bin: "/usr/bin/mailbackup".into(),
-        on_calendar: "daily".into(),
-        services: vec!["dovecot.service".into(), "postfix.service".into()],
-        downtime: units::Downtime::Snapshot,
-        verify_calendar: Some("monthly".into()),
-        mail_to: "administrator@box.example.com".into(),
-        choices: "{}".into(),
-        target: UnitNeeds::default(),
-        postdrop: true,
-    }
-}
-
-#[test]
-fn golden_units_default() {
-    check_golden("default", &default_settings());
-}
-
-#[test]
-fn golden_units_customised() {
-    check_golden(
-        "custom",
-        &UnitSettings {
-            config: "/srv/box/mailinabox.conf".into(),
-            layout: Layout::new(Path::new("/srv/box/data")),
-            storage_user: "mail-data".into(),
-            bin: "/usr/local/bin/mailbackup".into(),
-            on_calendar: "*-*-* 03:30:00".into(),
-            services: vec![
-                "dovecot".into(),
-                "postfix@-.service".into(),
-                "nginx.service".into(),
-            ],
-            downtime: units::Downtime::Full,
-            verify_calendar: None,
-            mail_to: "ops+backup@example.org".into(),
-            choices: r#"{"on_calendar":"*-*-* 03:30:00","downtime":"full"}"#.into(),
-            target: UnitNeeds::default(),
-            // A box without postfix: the failure mail has no queue to wait in.
-            postdrop: false,
-        },
-    );
-}
-
-#[test]
-fn golden_units_pause() {
-    check_golden(
-        "pause",
-        &UnitSettings {
-            downtime: units::Downtime::Pause,
-            choices: r#"{"downtime":"pause"}"#.into(),
-            ..default_settings()
-        },
-    );
-}
-
-/// The units of a box whose backups go to an S3 bucket (network, the
-/// settings as a credential) or an ssh server (network, a state directory).
-fn remote_settings(s3: bool) -> UnitSettings {
-    UnitSettings {
-        target: UnitNeeds {
-            network: true,
-            state_directory: !s3,
-            credentials: if s3 {
-                vec![("custom.yaml", "/home/user-data/backup/custom.yaml".into())]
-            } else {
-                Vec::new()
-            },
-            ping: false,
-        },
-        ..default_settings()
-    }
-}
-
-/// A box on a local target with a `ping_url`: the pings open the network.
-#[test]
-fn golden_units_ping() {
-    check_golden(
-        "ping",
-        &UnitSettings {
-            target: UnitNeeds {
-                ping: true,
-                ..UnitNeeds::default()
-            },
-            ..default_settings()
-        },
-    );
-}
-
-#[test]
-fn golden_units_remote_s3() {
-    check_golden("remote-s3", &remote_settings(true));
-}
-
-#[test]
-fn golden_units_remote_rsync() {
-    check_golden("remote-rsync", &remote_settings(false));
-}
-
 /// A box for install tests: a config whose STORAGE_USER exists, and a
 /// STORAGE_ROOT a unit can name (no spaces), without backup/.
-fn install_box() -> MailBox {
+pub(crate) fn install_box() -> MailBox {
     let mailbox = MailBox::named("user-data");
     ensure_user("user-data");
     fs::remove_file(mailbox.key_file()).unwrap();
@@ -169,7 +38,7 @@ fn ensure_user(name: &str) {
     }
 }
 
-fn install(mailbox: &MailBox, unit_dir: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn install(mailbox: &MailBox, unit_dir: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["install", "--unit-dir", unit_dir.to_str().unwrap()];
     if !extra.contains(&"--bin") {
         args.extend(["--bin", BIN]);
@@ -178,7 +47,7 @@ fn install(mailbox: &MailBox, unit_dir: &Path, extra: &[&str]) -> std::process::
     mailbox.run(&args)
 }
 
-fn stdout(out: &std::process::Output) -> String {
+pub(crate) fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -187,6 +56,7 @@ fn stdout(out: &std::process::Output) -> String {
 /// after-backup hook, in every downtime mode.
 #[test]
 fn installed_units_verify_cleanly() {
+    needs_root!();
     for downtime in ["snapshot", "pause", "full"] {
         let mailbox = install_box();
         let units = mailbox.dir.path().join("units");
@@ -248,107 +118,12 @@ fn unit_contents(units: &Path) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
-/// `systemd-analyze security --offline` of one rendered service.
-fn exposure(settings: &UnitSettings, name: &str) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let rendered = units::render(settings).unwrap();
-    let service = rendered.iter().find(|u| u.name == name).unwrap();
-    fs::write(dir.path().join(name), &service.content).unwrap();
-    let out = Command::new("systemd-analyze")
-        .current_dir(dir.path())
-        .args(["security", "--offline=yes", "--no-pager", name])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.split(&format!("Overall exposure level for {name}: "))
-                .nth(1)
-        })
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no score in {}", describe(&out)))
-}
-
-#[test]
-fn remote_targets_open_the_network_and_stay_locked_down() {
-    let full = |s: UnitSettings| UnitSettings {
-        downtime: units::Downtime::Full,
-        ..s
-    };
-    for s3 in [true, false] {
-        for (name, remote, local) in [
-            (units::SERVICE, remote_settings(s3), default_settings()),
-            // It runs duplicity itself only with the full downtime.
-            (
-                units::VERIFY_SERVICE,
-                full(remote_settings(s3)),
-                full(default_settings()),
-            ),
-        ] {
-            let (remote, local) = (exposure(&remote, name), exposure(&local, name));
-            assert!(remote <= 2.0, "{name}: exposure {remote} > 2.0");
-            assert!(
-                remote > local,
-                "{name}: the network costs nothing? {remote}"
-            );
-        }
-        // The snapshot never needs the network.
-        assert_eq!(
-            exposure(&remote_settings(s3), units::SNAPSHOT_SERVICE),
-            exposure(&default_settings(), units::SNAPSHOT_SERVICE)
-        );
-    }
-    assert!(exposure(&default_settings(), units::SERVICE) <= 1.1);
-}
-
-#[test]
-fn the_services_are_locked_down() {
-    for (name, downtime) in [
-        (units::SERVICE, units::Downtime::Snapshot),
-        (units::SERVICE, units::Downtime::Pause),
-        (units::SERVICE, units::Downtime::Full),
-        (units::VERIFY_SERVICE, units::Downtime::Snapshot),
-        (units::VERIFY_SERVICE, units::Downtime::Full),
-        (units::SNAPSHOT_SERVICE, units::Downtime::Snapshot),
-        (units::FAILURE_SERVICE, units::Downtime::Snapshot),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let rendered = units::render(&UnitSettings {
-            downtime,
-            ..default_settings()
-        })
-        .unwrap();
-        let service = rendered.iter().find(|u| u.name == name).unwrap();
-        fs::write(dir.path().join(name), &service.content).unwrap();
-        let out = Command::new("systemd-analyze")
-            .current_dir(dir.path())
-            .args(["security", "--offline=yes", "--no-pager", name])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let score: f64 = text
-            .lines()
-            .find_map(|l| {
-                // A template is scored as an instance, `@i`.
-                l.split(&format!(
-                    "Overall exposure level for {}: ",
-                    name.replace("@.", "@i.")
-                ))
-                .nth(1)
-            })
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no score in {}", describe(&out)));
-        assert!(score <= 1.5, "{name}: exposure {score} > 1.5:\n{text}");
-    }
-}
-
 /// A missing key beside backups made with it is not replaced by a new one:
 /// the next backups would continue the old chain with the new key, and the
 /// newest state would restore with neither.
 #[test]
 fn no_new_key_beside_backups_made_with_a_missing_one() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -383,6 +158,7 @@ fn no_new_key_beside_backups_made_with_a_missing_one() {
 /// a hand edit.
 #[test]
 fn a_new_option_updates_the_units_and_is_no_hand_edit() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -412,55 +188,9 @@ fn a_new_option_updates_the_units_and_is_no_hand_edit() {
     );
 }
 
-/// A new backup target in custom.yaml changes the units (the network, the
-/// credential): `install` says the target changed, not that the units were
-/// edited by hand.
-#[test]
-fn a_new_target_updates_the_units_and_is_no_hand_edit() {
-    let moto = common::servers::Moto::start();
-    moto.create_bucket("box-backups");
-    let mut mailbox = install_box();
-    mailbox.secrets.push(moto.secret.clone());
-    let units = mailbox.dir.path().join("units");
-    fs::create_dir(&units).unwrap();
-    let out = install(&mailbox, &units, &[]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let settings = mailbox.root.join("backup/custom.yaml");
-    let service = units.join("mailbackup.service");
-    let said =
-        |text: &str, why: &str| text.contains(&format!("updated {} for {why}", service.display()));
-
-    mailbox.set_target(&moto.custom_yaml("box-backups/mail"));
-    let out = install(&mailbox, &units, &[]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let text = stdout(&out);
-    assert!(
-        said(
-            &text,
-            &format!("the backup target in {}", settings.display())
-        ) && !text.contains("by hand"),
-        "{text}"
-    );
-
-    // Back to the box's own directory, with a new option at once.
-    mailbox.set_target("target: local\n");
-    let out = install(&mailbox, &units, &["--on-calendar", "*-*-* 04:00:00"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let text = stdout(&out);
-    assert!(
-        said(
-            &text,
-            &format!(
-                "the options given and the backup target in {}",
-                settings.display()
-            )
-        ) && !text.contains("by hand"),
-        "{text}"
-    );
-}
-
 #[test]
 fn install_twice_changes_nothing_and_replaces_hand_edits() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -558,6 +288,7 @@ fn install_twice_changes_nothing_and_replaces_hand_edits() {
 /// options the operator gave before stay, and one given again changes.
 #[test]
 fn a_bare_reinstall_keeps_the_options_chosen_before() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -622,6 +353,7 @@ fn a_bare_reinstall_keeps_the_options_chosen_before() {
 /// file recorded in them (not --config); no key is made, no timer touched.
 #[test]
 fn refresh_renders_the_installed_units_anew_with_their_options_and_config() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -706,6 +438,7 @@ fn refresh_renders_the_installed_units_anew_with_their_options_and_config() {
 /// `apt remove` runs `uninstall --keep-units`: the timers only.
 #[test]
 fn uninstall_keep_units_leaves_the_units() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -724,6 +457,7 @@ fn uninstall_keep_units_leaves_the_units() {
 
 #[test]
 fn dry_run_prints_and_writes_nothing() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -766,6 +500,7 @@ fn assert_refused(mailbox: &MailBox, units: &Path, extra: &[&str], needles: &[&s
 
 #[test]
 fn bad_input_is_refused_with_nothing_written() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -846,15 +581,10 @@ fn bad_input_is_refused_with_nothing_written() {
     // A unit directory that cannot be written: a read-only mount.
     let ro = mailbox.dir.path().join("read-only");
     fs::create_dir(&ro).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
-        .arg(&ro)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a read-only tmpfs needs root");
+    let read_only = Mount::tmpfs(&ro, "ro");
     let before = snapshot(mailbox.dir.path(), &["read-only"]);
     let out = install(&mailbox, &ro, &[]);
-    let _ = Command::new("umount").arg(&ro).status();
+    drop(read_only);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -874,7 +604,7 @@ fn bad_input_is_refused_with_nothing_written() {
 }
 
 /// `systemd-analyze verify` of the units in `units`: nothing at all.
-fn assert_units_verify(units: &Path) {
+pub(crate) fn assert_units_verify(units: &Path) {
     let mut unit_path = units.to_owned().into_os_string();
     unit_path.push(":");
     let out = Command::new("systemd-analyze")
@@ -894,133 +624,5 @@ fn assert_units_verify(units: &Path) {
         (0, 0),
         "{}",
         describe(&out)
-    );
-}
-
-#[test]
-fn install_checks_an_s3_target_locks_up_its_settings_and_loads_them_as_a_credential() {
-    let moto = common::servers::Moto::start();
-    moto.create_bucket("box-backups");
-    let mut mailbox = install_box();
-    mailbox.secrets.push(moto.secret.clone());
-    fs::create_dir(mailbox.root.join("backup")).unwrap();
-    let settings = mailbox.root.join("backup/custom.yaml");
-    mailbox.set_target(&moto.custom_yaml("box-backups/mail"));
-    fs::set_permissions(&settings, fs::Permissions::from_mode(0o644)).unwrap();
-    let units = mailbox.dir.path().join("units");
-    fs::create_dir(&units).unwrap();
-
-    let out = install(&mailbox, &units, &[]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let text = stdout(&out);
-    assert!(
-        text.contains(&format!(
-            "made {} readable by root only",
-            settings.display()
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "checked s3+http://{}/box-backups/mail: 0 backups",
-            moto.endpoint()
-        )),
-        "{text}"
-    );
-    assert_eq!(fs::metadata(&settings).unwrap().mode() & 0o777, 0o600);
-    let service = fs::read_to_string(units.join("mailbackup.service")).unwrap();
-    assert!(
-        service.contains(&format!(
-            "LoadCredential=custom.yaml:{}\n",
-            settings.display()
-        )) && service.contains("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n")
-            && !service.contains("PrivateNetwork=yes"),
-        "{service}"
-    );
-    for unit in fs::read_dir(&units).unwrap() {
-        let content = fs::read_to_string(unit.unwrap().path()).unwrap();
-        assert!(!content.contains(&moto.secret), "the secret is in a unit");
-    }
-    write_file(
-        &mailbox.root.join("backup/after-backup"),
-        b"#!/bin/sh\n",
-        0o755,
-        std::time::SystemTime::now(),
-    );
-    assert_units_verify(&units);
-    let out = install(&mailbox, &units, &[]);
-    assert!(
-        !stdout(&out).contains("readable by root only"),
-        "{}",
-        describe(&out)
-    );
-
-    // A bucket that is not there: the units are written, no timer, exit 1.
-    mailbox.set_target(&moto.custom_yaml("no-such-bucket"));
-    let out = install(&mailbox, &units, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no such bucket") && err.contains("no timer was enabled"),
-        "{err}"
-    );
-}
-
-#[test]
-fn install_makes_the_ssh_key_prints_it_and_pins_the_host_key() {
-    let sshd = common::servers::Sshd::start();
-    let home = tempfile::tempdir().unwrap();
-    let mailbox = install_box()
-        .with_env("HOME", home.path())
-        .with_env("STATE_DIRECTORY", &sshd.state);
-    fs::create_dir(mailbox.root.join("backup")).unwrap();
-    mailbox.set_target(&format!("target: {}\n", sshd.target()));
-    let units = mailbox.dir.path().join("units");
-    fs::create_dir(&units).unwrap();
-
-    // No key yet: one is made, and the server does not know it.
-    let out = install(&mailbox, &units, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let key = home.path().join(".ssh/id_rsa_miab");
-    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
-    assert!(public.starts_with("ssh-rsa "), "{public}");
-    assert!(stdout(&out).contains(public.trim()), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad credentials") && err.contains(public.trim()),
-        "{err}"
-    );
-    assert_eq!(
-        fs::metadata(&key).unwrap().mode() & 0o777,
-        0o600,
-        "the private key"
-    );
-    let service = fs::read_to_string(units.join("mailbackup.service")).unwrap();
-    assert!(service.contains("StateDirectory=mailbackup\n"), "{service}");
-    write_file(
-        &mailbox.root.join("backup/after-backup"),
-        b"#!/bin/sh\n",
-        0o755,
-        std::time::SystemTime::now(),
-    );
-    assert_units_verify(&units);
-
-    // The operator puts the key on the server: now it works, the key stays.
-    sshd.authorize(&public);
-    let out = install(&mailbox, &units, &[]);
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(
-        stdout(&out).contains("checked rsync://"),
-        "{}",
-        describe(&out)
-    );
-    assert_eq!(
-        fs::read_to_string(key.with_extension("pub")).unwrap(),
-        public
-    );
-    let pinned = fs::read_to_string(sshd.state.join("known_hosts")).unwrap();
-    assert!(
-        pinned.contains(&format!("[127.0.0.1]:{}", sshd.port)),
-        "{pinned}"
     );
 }

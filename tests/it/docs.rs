@@ -1,11 +1,9 @@
 //! The documentation that ships: `--help` of every command, and the man
 //! pages and completions generated from the same definitions.
 
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 
 const SUBCOMMANDS: [&str; 13] = [
     "run",

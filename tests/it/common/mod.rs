@@ -1,7 +1,6 @@
 //! Helpers shared by the integration tests: a box in a temporary directory,
 //! a clean `Command` for the binary, a mail store generator, a tree snapshot
 //! for byte-for-byte comparison, and plain-duplicity restores.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,8 +15,12 @@ use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 
 pub mod container;
+pub mod mount;
 pub mod package;
 pub mod servers;
+pub mod tier;
+
+pub(crate) use tier::needs_root;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mailbackup");
 

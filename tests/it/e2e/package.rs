@@ -5,10 +5,9 @@
 //! timers; purge removes the units mailbackup wrote. None of them touches a
 //! backup, the key or the settings.
 
-mod common;
-
-use common::container::{debian_package, Boot, Container};
-use common::package::{field, next_package, NEXT_TEMPLATE_LINE};
+use crate::common::container::{debian_package, Boot, Container};
+use crate::common::needs_root;
+use crate::common::package::{field, next_package, NEXT_TEMPLATE_LINE};
 
 const UNITS: &str = "/etc/systemd/system";
 
@@ -30,6 +29,7 @@ fn says(c: &Container, query: &str, unit: &str) -> String {
 
 #[test]
 fn upgrade_remove_and_purge_reach_the_units_and_never_the_backups() {
+    needs_root!();
     let next = next_package(&field(&debian_package(), "Version"));
     let next_name = next.file_name().unwrap().to_str().unwrap().to_owned();
     let c = Boot::new()

@@ -1,9 +1,7 @@
 //! The dead-man's switch (`ping_url`), unknown settings as warnings, the
 //! key's custody (`key show`, `key confirm`) and the failure mail that
 //! waits for the mail server, through the real binary. What needs a booted
-//! systemd and postfix is in `e2e_ping.rs`.
-
-mod common;
+//! systemd and postfix is in `e2e::ping`.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +11,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::needs_root;
+use crate::common::*;
 
 /// An HTTP server on 127.0.0.1 that records each request as
 /// `METHOD PATH BODY` and answers 200, in a thread for the test's life.
@@ -75,6 +74,7 @@ fn pinging_box(port: u16) -> MailBox {
 
 #[test]
 fn pings_for_the_start_a_success_and_a_failure() {
+    needs_root!();
     let server = PingServer::start();
     let mailbox = pinging_box(server.port);
     let out = mailbox.ok(&["ping", "start"]);
@@ -126,6 +126,7 @@ fn pings_for_the_start_a_success_and_a_failure() {
 
 #[test]
 fn no_ping_url_no_ping_and_a_bad_one_fails_no_run() {
+    needs_root!();
     let server = PingServer::start();
     let mailbox = MailBox::new();
     let out = mailbox.ok(&["ping", "start"]);
@@ -148,6 +149,7 @@ fn no_ping_url_no_ping_and_a_bad_one_fails_no_run() {
 
 #[test]
 fn a_ping_server_that_hangs_or_is_down_costs_a_bounded_time() {
+    needs_root!();
     // Accepts connections (the kernel does) and never answers.
     let hanging = TcpListener::bind("127.0.0.1:0").unwrap();
     let mailbox = pinging_box(hanging.local_addr().unwrap().port());
@@ -196,6 +198,7 @@ fn confirm(mailbox: &MailBox, pasted: &[u8]) -> std::process::Output {
 
 #[test]
 fn an_unknown_setting_is_a_warning_that_names_the_nearest_key() {
+    needs_root!();
     let mailbox = MailBox::new();
     make_mail_store(&mailbox.root, 5);
     mailbox.set_target("target: local\ntarget_usr: someone\n");
@@ -224,6 +227,7 @@ fn an_unknown_setting_is_a_warning_that_names_the_nearest_key() {
 
 #[test]
 fn the_key_is_shown_and_confirmed_and_a_changed_key_needs_a_new_confirmation() {
+    needs_root!();
     let mailbox = MailBox::new();
     make_mail_store(&mailbox.root, 5);
     mailbox.ok(&["run"]);
@@ -287,6 +291,7 @@ fn the_key_is_shown_and_confirmed_and_a_changed_key_needs_a_new_confirmation() {
 
 #[test]
 fn the_failure_mail_waits_in_the_queue_when_the_mail_server_does_not_answer() {
+    needs_root!();
     let mailbox = MailBox::new();
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -343,6 +348,7 @@ fn the_failure_mail_waits_in_the_queue_when_the_mail_server_does_not_answer() {
 
 #[test]
 fn install_opens_the_network_for_pings_and_points_to_the_key() {
+    needs_root!();
     if !mailbackup::sys::user_exists("user-data") {
         let _ = std::process::Command::new("useradd")
             .args(["--system", "--no-create-home", "user-data"])

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::describe;
+use super::package::QUICK_PROFILE;
 
 pub fn e2e_root() -> PathBuf {
     let root = std::env::var_os("MAILBACKUP_E2E_ROOT")
@@ -23,13 +24,38 @@ pub fn e2e_root() -> PathBuf {
     root
 }
 
-/// Builds the .deb once for all tests (they run in parallel processes).
+/// The Debian package of these sources, built once per run: once per
+/// process under `cargo test`, and once for all the processes of one
+/// `cargo nextest run` (one NEXTEST_RUN_ID), which wait for each other.
+/// With the quick `package-test` profile (no LTO), whose dependencies the
+/// upgrade test's next version reuses; what the package holds does not
+/// depend on the profile.
 pub fn debian_package() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_debian_package_once).clone()
+}
+
+fn build_debian_package_once() -> PathBuf {
+    use std::os::fd::AsRawFd;
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("flock")
-        .arg(manifest.join("target/.build-deb.lock"))
-        .args(["bash", "packaging/build-deb.sh"])
+    // The lock that `package::build_deb` takes too: the builds share target/.
+    let lock = fs::File::create(manifest.join("target/.build-deb.lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let stamp = manifest.join("target/deb-built-in-run");
+    let run = std::env::var("NEXTEST_RUN_ID").ok();
+    if let (Some(run), Ok(built)) = (&run, fs::read_to_string(&stamp)) {
+        if let Some((r, deb)) = built.split_once('\n') {
+            if r == run && Path::new(deb).exists() {
+                return deb.into();
+            }
+        }
+    }
+    let deb = manifest.join("target/test-package/mailbackup.deb");
+    let out = Command::new("bash")
+        .arg("packaging/build-deb.sh")
         .current_dir(manifest)
+        .env(QUICK_PROFILE.0, QUICK_PROFILE.1)
+        .env("MAILBACKUP_DEB_OUTPUT", &deb)
         .output()
         .unwrap();
     assert!(
@@ -37,7 +63,10 @@ pub fn debian_package() -> PathBuf {
         "building the package: {}",
         describe(&out)
     );
-    manifest.join(String::from_utf8(out.stdout).unwrap().trim())
+    if let Some(run) = run {
+        fs::write(&stamp, format!("{run}\n{}", deb.display())).unwrap();
+    }
+    deb
 }
 
 /// A booted container; powered off when dropped.

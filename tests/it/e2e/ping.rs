@@ -4,10 +4,9 @@
 //! in no unit, argv, `systemctl show` or journal, and a failure mail sent
 //! while postfix is stopped arrives once it runs again.
 
-mod common;
-
-use common::container::Container;
-use common::describe;
+use crate::common::container::Container;
+use crate::common::describe;
+use crate::common::needs_root;
 
 const UUID: &str = "0d6c5a1e-77b2-4f0e-9c3d-pingsecret42";
 
@@ -63,12 +62,13 @@ fn pings(c: &Container) -> Vec<String> {
 
 /// Waits until the server has `n` requests.
 fn wait_for_pings(c: &Container, n: usize) -> Vec<String> {
-    common::wait_for(30, || pings(c).len() >= n);
+    crate::common::wait_for(30, || pings(c).len() >= n);
     pings(c)
 }
 
 #[test]
 fn the_units_ping_start_success_and_failure_and_keep_the_url_secret() {
+    needs_root!();
     let c = Container::boot();
     pinging_box(&c, 8099, "");
     c.ok("systemd-run --unit=ping-server python3 /srv/host/ping-server.py 8099 /root/pings.log && sleep 1");
@@ -125,6 +125,7 @@ fn the_units_ping_start_success_and_failure_and_keep_the_url_secret() {
 
 #[test]
 fn a_ping_server_that_hangs_or_is_down_does_not_hold_the_backup_up() {
+    needs_root!();
     let c = Container::boot();
     pinging_box(&c, 8098, "--downtime full");
     // Down: nothing listens.
@@ -160,6 +161,7 @@ fn a_ping_server_that_hangs_or_is_down_does_not_hold_the_backup_up() {
 
 #[test]
 fn a_failure_mail_sent_while_postfix_is_stopped_arrives_once_it_runs() {
+    needs_root!();
     let c = Container::boot();
     c.prepare_box(4);
     // The backup leaves postfix alone: it stays stopped.
@@ -169,7 +171,7 @@ fn a_failure_mail_sent_while_postfix_is_stopped_arrives_once_it_runs() {
     let out = c.sh("systemctl start mailbackup.service");
     assert!(!out.status.success());
     let unit = "mailbackup-failure@mailbackup.service.service";
-    let done = common::wait_for(60, || {
+    let done = crate::common::wait_for(60, || {
         c.ok(&format!("systemctl show -p ActiveState --value {unit}"))
             .trim()
             == "inactive"

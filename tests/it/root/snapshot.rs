@@ -2,16 +2,16 @@
 //! when the services stopped, later changes do not leak into that backup nor
 //! break the next, leftovers are cleaned up and never backed up.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::mount::Mount;
+use crate::common::*;
 
 #[test]
 fn a_snapshot_backup_holds_the_data_as_it_was_when_taken() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 300);
@@ -72,6 +72,7 @@ fn a_snapshot_backup_holds_the_data_as_it_was_when_taken() {
 
 #[test]
 fn a_leftover_snapshot_is_replaced_and_never_backed_up() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 30);
@@ -129,19 +130,15 @@ fn a_leftover_snapshot_is_replaced_and_never_backed_up() {
 
 #[test]
 fn without_hard_links_messages_are_copied_and_it_says_so() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 60);
     // backup/ on another filesystem.
     let backup = mailbox.root.join("backup");
     let key = fs::read(mailbox.key_file()).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs"])
-        .arg(&backup)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root");
-    let result = std::panic::catch_unwind(|| {
+    let _other_filesystem = Mount::tmpfs(&backup, "");
+    {
         fs::write(mailbox.key_file(), &key).unwrap();
         let out = mailbox.ok(&["snapshot"]);
         assert!(
@@ -157,10 +154,6 @@ fn without_hard_links_messages_are_copied_and_it_says_so() {
         mailbox.ok(&["run", "--from-snapshot"]);
         let restored = plain_restore(&mailbox, flavor, None);
         assert_same_tree(&live_state(&mailbox.root), &snapshot(&restored, &[]));
-    });
-    let _ = Command::new("umount").arg(&backup).status();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
     }
 }
 
@@ -169,6 +162,7 @@ fn without_hard_links_messages_are_copied_and_it_says_so() {
 /// clock has passed the second of the newest copied file.
 #[test]
 fn a_rewrite_right_after_the_snapshot_is_in_the_next_backup() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 30);
@@ -204,6 +198,7 @@ fn a_rewrite_right_after_the_snapshot_is_in_the_next_backup() {
 /// rewrite now gets the present time, which differs from it anyway.
 #[test]
 fn a_copied_file_dated_in_the_future_does_not_hold_the_mail_up() {
+    needs_root!();
     let mailbox = MailBox::new().with_flavor(&flavors()[0]);
     make_mail_store(&mailbox.root, 3);
     let index = mailbox
@@ -257,6 +252,7 @@ fn a_copied_file_dated_in_the_future_does_not_hold_the_mail_up() {
 /// files, a path just under the kernel's limit, odd names, hard links.
 #[test]
 fn a_snapshot_backup_restores_exactly_what_a_live_backup_does() {
+    needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
         make_mail_store(&mailbox.root, 60);
@@ -314,6 +310,7 @@ fn a_snapshot_backup_restores_exactly_what_a_live_backup_does() {
 /// snapshot.
 #[test]
 fn non_mail_data_is_linked_and_what_dovecot_rewrites_is_copied() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 60);
@@ -363,6 +360,7 @@ fn non_mail_data_is_linked_and_what_dovecot_rewrites_is_copied() {
 /// left for mailbackup-verify.service to report.
 #[test]
 fn verify_compares_the_backup_with_its_snapshot() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 60);
@@ -411,6 +409,7 @@ fn verify_compares_the_backup_with_its_snapshot() {
 /// completion, messages still hard links.
 #[test]
 fn a_snapshot_prepared_early_is_completed_to_the_moment() {
+    needs_root!();
     let flavor = &flavors()[0];
     let mailbox = MailBox::new().with_flavor(flavor);
     make_mail_store(&mailbox.root, 90);

@@ -4,12 +4,10 @@
 //! the monthly verification compares the backup with its snapshot while the
 //! mail flows.
 
-mod common;
-
 use std::fs;
 
-use common::container::{Boot, Container};
-use common::*;
+use crate::common::container::{Boot, Container};
+use crate::common::*;
 
 fn journal(c: &Container, unit: &str) -> String {
     c.ok(&format!("journalctl -u '{unit}' -o cat --no-pager"))
@@ -36,6 +34,7 @@ fn drop_in(c: &Container, unit: &str, text: &str) {
 
 #[test]
 fn pause_mode_refuses_no_connection_and_drops_no_session() {
+    needs_root!();
     let c = Boot::new().unified_cgroups().start();
     // postfix set up at bootstrap time may listen on no TCP port.
     c.ok("postconf -e inet_protocols=ipv4 && systemctl restart postfix");
@@ -95,6 +94,7 @@ fn pause_mode_refuses_no_connection_and_drops_no_session() {
 
 #[test]
 fn frozen_services_are_thawed_after_a_kill_and_a_failed_snapshot() {
+    needs_root!();
     let c = Boot::new().unified_cgroups().start();
     c.set_up_box(1, "--downtime pause");
     // A slow completion, so that the services stay frozen long enough.
@@ -148,6 +148,7 @@ fn frozen_services_are_thawed_after_a_kill_and_a_failed_snapshot() {
 
 #[test]
 fn pause_mode_is_refused_without_cgroup_v2() {
+    needs_root!();
     let c = Boot::new().v1_cgroups().start();
     c.prepare_box(1);
     let out = c.sh("mailbackup install --downtime pause");
@@ -169,6 +170,7 @@ fn pause_mode_is_refused_without_cgroup_v2() {
 
 #[test]
 fn the_monthly_verify_compares_with_the_snapshot_while_mail_flows() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(20, "");
     c.ok("echo 'a file of root' > /home/user-data/mail/notes.txt");

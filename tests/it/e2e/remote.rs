@@ -1,12 +1,11 @@
-//! Off-site targets end to end: the booted Debian 12 of `e2e.rs`, on the
+//! Off-site targets end to end: the booted Debian 12 of `e2e/backup.rs`, on the
 //! host's network, backing up through its units to a private sshd and to
 //! moto on the host's 127.0.0.1.
 
-mod common;
-
-use common::container::{Boot, Container};
-use common::describe;
-use common::servers::{Moto, Sshd};
+use crate::common::container::{Boot, Container};
+use crate::common::describe;
+use crate::common::needs_root;
+use crate::common::servers::{Moto, Sshd};
 
 /// A container on the host's network, where its postfix and dovecot listen
 /// on the host's ports: one at a time, across the test processes.
@@ -81,6 +80,7 @@ fn journal(c: &Container) -> String {
 
 #[test]
 fn s3_backups_by_the_units_restore_and_keep_the_secret_in_the_credential() {
+    needs_root!();
     let moto = Moto::start();
     moto.create_bucket("mail-backups");
     let c = boot();
@@ -198,6 +198,7 @@ fn s3_backups_by_the_units_restore_and_keep_the_secret_in_the_credential() {
 
 #[test]
 fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
+    needs_root!();
     let mut sshd = Sshd::start();
     let c = boot();
     c.ok("mkdir -p /home/user-data/backup && echo 'target: off' > /home/user-data/backup/custom.yaml");
@@ -296,6 +297,7 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
 
 #[test]
 fn install_for_a_target_that_does_not_work_says_what_became_of_the_timers() {
+    needs_root!();
     // No server is needed: nothing listens on the port, in a network of
     // the container's own.
     let c = Container::boot();

@@ -3,13 +3,11 @@
 //! symlinked STORAGE_ROOT is backed up, restored and verified as the
 //! directory it names.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::container::Container;
-use common::*;
+use crate::common::container::Container;
+use crate::common::*;
 
 /// Restores the newest backup in the container with plain duplicity into
 /// `dest` (which must not exist).
@@ -29,6 +27,7 @@ fn journal(c: &Container, unit: &str) -> String {
 
 #[test]
 fn the_default_mode_restores_what_a_live_backup_does_on_a_real_box() {
+    needs_root!();
     let c = Container::boot();
     c.set_up_box(1, "");
     c.ok("rm /home/user-data/backup/after-backup && mkdir -m 700 /r");
@@ -72,6 +71,7 @@ fn the_default_mode_restores_what_a_live_backup_does_on_a_real_box() {
 
 #[test]
 fn a_symlinked_storage_root_is_the_directory_it_names() {
+    needs_root!();
     let c = Container::boot();
     // The data moved to a bigger disk, a symlink left in its place.
     c.ok("mkdir -p /srv/disk && mv /home/user-data /srv/disk/ && ln -s /srv/disk/user-data /home/user-data");

@@ -1,16 +1,15 @@
 //! The Debian package that `packaging/build-deb.sh` builds with cargo-deb:
 //! what it ships, what lintian says of it, and what can be set at build
 //! time. Installing, upgrading and removing it are tested in a booted
-//! systemd in `e2e_package.rs`.
-
-mod common;
+//! systemd in `e2e/package.rs`.
 
 use std::path::Path;
 use std::process::Command;
 
-use common::container::debian_package;
-use common::describe;
-use common::package::{build_deb, field};
+use crate::common::container::debian_package;
+use crate::common::describe;
+use crate::common::needs_root;
+use crate::common::package::{build_deb, field, QUICK_PROFILE};
 
 fn control_listing(deb: &Path, flag: &str) -> String {
     let out = Command::new("dpkg-deb")
@@ -24,6 +23,7 @@ fn control_listing(deb: &Path, flag: &str) -> String {
 
 #[test]
 fn the_package_ships_the_binary_docs_completions_and_maintainer_scripts() {
+    needs_root!();
     let deb = debian_package();
     let listing = control_listing(&deb, "-c");
     for file in [
@@ -62,7 +62,8 @@ fn the_package_ships_the_binary_docs_completions_and_maintainer_scripts() {
 /// `mailbackup install` writes, without the binary: the two must agree.
 #[test]
 fn the_purge_script_knows_the_units_by_the_mark_install_writes() {
-    let postrm = include_str!("../packaging/scripts/postrm");
+    needs_root!();
+    let postrm = include_str!("../../packaging/scripts/postrm");
     let mark = mailbackup::systemd::units::GENERATED_MARK;
     assert!(
         postrm.contains(&format!("'{mark}'*)")),
@@ -75,6 +76,7 @@ fn the_purge_script_knows_the_units_by_the_mark_install_writes() {
 /// changelog or the copyright.
 #[test]
 fn lintian_finds_no_error_or_warning() {
+    needs_root!();
     let deb = debian_package();
     let out = Command::new("lintian")
         .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
@@ -92,7 +94,7 @@ fn lintian_finds_no_error_or_warning() {
         deb.display(),
         describe(&out)
     );
-    let overrides = include_str!("../packaging/lintian-overrides");
+    let overrides = include_str!("../../packaging/lintian-overrides");
     let mut reason = false;
     for line in overrides.lines() {
         if line.starts_with('#') {
@@ -109,6 +111,7 @@ fn lintian_finds_no_error_or_warning() {
 
 #[test]
 fn the_maintainer_is_set_at_build_time_and_is_a_real_address_by_default() {
+    needs_root!();
     let deb = debian_package();
     let default = field(&deb, "Maintainer");
     assert!(
@@ -125,6 +128,7 @@ fn the_maintainer_is_set_at_build_time_and_is_a_real_address_by_default() {
                 "Box Admins <admins@box.example.net>",
             ),
             ("MAILBACKUP_DEB_OUTPUT", other.to_str().unwrap()),
+            QUICK_PROFILE,
         ],
     );
     assert_eq!(deb, other);

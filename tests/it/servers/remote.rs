@@ -1,14 +1,12 @@
 //! Off-site targets against real servers on loopback: a private sshd for
 //! `rsync://` and moto for `s3+http://`, with real duplicity 0.8 and 3.x.
 
-mod common;
-
 use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use common::servers::{Moto, Sshd};
-use common::*;
+use crate::common::servers::{Moto, Sshd};
+use crate::common::*;
 
 /// A box whose target is the sshd's backup directory, reached with the
 /// sshd's client key (HOME) and pinning its host key in its state directory.
@@ -100,6 +98,7 @@ fn round_trip(
 
 #[test]
 fn rsync_target_backs_up_and_restores_with_both_duplicity_versions() {
+    needs_root!();
     for flavor in flavors() {
         let sshd = Sshd::start();
         let mailbox = box_for_sshd(&sshd, &flavor);
@@ -128,6 +127,7 @@ fn rsync_target_backs_up_and_restores_with_both_duplicity_versions() {
 
 #[test]
 fn s3_target_backs_up_and_restores_with_both_duplicity_versions() {
+    needs_root!();
     let moto = Moto::start();
     for (flavor, bucket_and_prefix) in flavors().iter().zip(["bucket-one/box/a", "bucket-two"]) {
         let bucket = bucket_and_prefix.split('/').next().unwrap();
@@ -229,6 +229,7 @@ fn assert_same_status(got: &serde_json::Value, want: &serde_json::Value, what: &
 
 #[test]
 fn status_of_a_bucket_with_thousands_of_files_equals_status_of_the_same_files_at_home() {
+    needs_root!();
     let files = many_backup_files(700);
     assert!(files.len() > 3000);
     let local = MailBox::new();
@@ -298,6 +299,7 @@ fn status_of_a_bucket_with_thousands_of_files_equals_status_of_the_same_files_at
 
 #[test]
 fn the_retention_of_custom_yaml_drives_prune_and_the_estimate() {
+    needs_root!();
     let mailbox = MailBox::new();
     fs::create_dir_all(mailbox.target()).unwrap();
     let names = [
@@ -340,6 +342,7 @@ fn the_retention_of_custom_yaml_drives_prune_and_the_estimate() {
 
 #[test]
 fn targets_that_cannot_work_fail_with_their_cause_and_show_no_secret() {
+    needs_root!();
     let moto = Moto::start();
     moto.create_bucket("good");
     let flavor = &flavors()[0];
@@ -382,7 +385,7 @@ fn targets_that_cannot_work_fail_with_their_cause_and_show_no_secret() {
     let mailbox = box_for_moto(&moto, flavor, "missing/box");
     fails(&mailbox, "no such bucket");
     // Nobody listening.
-    let nobody = common::servers::free_port();
+    let nobody = crate::common::servers::free_port();
     let mailbox = box_for_moto(&moto, flavor, "good");
     mailbox.set_target(
         &moto
@@ -437,6 +440,7 @@ fn targets_that_cannot_work_fail_with_their_cause_and_show_no_secret() {
 
 #[test]
 fn off_b2_and_broken_settings() {
+    needs_root!();
     let mailbox = MailBox::new();
     make_mail_store(&mailbox.root, 3);
     mailbox.set_target("target: off\n");
@@ -497,6 +501,7 @@ fn off_b2_and_broken_settings() {
 
 #[test]
 fn the_private_key_and_secrets_stay_off_argv() {
+    needs_root!();
     // What duplicity is started with, from mailbackup's own log line.
     let sshd = Sshd::start();
     let flavor = &flavors()[0];

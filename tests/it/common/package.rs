@@ -36,6 +36,10 @@ pub fn build_deb(source: &Path, envs: &[(&str, &str)]) -> PathBuf {
     source.join(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The environment of `build-deb.sh` for the quick `package-test` profile
+/// that the tests build their packages with: no LTO, incremental.
+pub const QUICK_PROFILE: (&str, &str) = ("MAILBACKUP_DEB_PROFILE", "package-test");
+
 /// The comment line that the next version's service template has and this
 /// one's has not.
 pub const NEXT_TEMPLATE_LINE: &str = "# Rendered by the next version's templates.";
@@ -64,9 +68,9 @@ pub fn next_package(version: &str) -> PathBuf {
         if from != template {
             return content;
         }
+        // The header line is not in the template: `install` writes it.
         let text = String::from_utf8(content).unwrap();
-        let (mark, rest) = text.split_once('\n').unwrap();
-        format!("{mark}\n{NEXT_TEMPLATE_LINE}\n{rest}").into_bytes()
+        format!("{NEXT_TEMPLATE_LINE}\n{text}").into_bytes()
     };
     for name in SOURCES {
         copy_changed(&manifest.join(name), &copy.join(name), &patch);
@@ -76,7 +80,7 @@ pub fn next_package(version: &str) -> PathBuf {
     build_deb(
         &copy,
         &[
-            ("MAILBACKUP_DEB_PROFILE", "package-test"),
+            QUICK_PROFILE,
             ("MAILBACKUP_DEB_VERSION", &next_version),
             ("MAILBACKUP_DEB_OUTPUT", out.to_str().unwrap()),
         ],

@@ -24,6 +24,7 @@ mod package;
 mod root {
     mod backup;
     pub mod install;
+    mod install_steps;
     mod operate;
     mod ping;
     mod snapshot;
@@ -31,6 +32,7 @@ mod root {
 }
 
 mod servers {
+    mod causes;
     mod install;
     mod remote;
 }

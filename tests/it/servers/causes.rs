@@ -5,12 +5,10 @@
 //! a name that does not resolve for S3, a changed host key and a missing
 //! directory for ssh.
 
-mod common;
-
 use std::fs;
 
-use common::servers::{Moto, Sshd};
-use common::*;
+use crate::common::servers::{Moto, Sshd};
+use crate::common::*;
 
 fn box_for_sshd(sshd: &Sshd) -> MailBox {
     let mailbox = MailBox::named("user-data")
@@ -39,6 +37,7 @@ fn fails_with(mailbox: &MailBox, words: &str, label: &str, code: i32) {
 
 #[test]
 fn an_ssh_host_name_that_does_not_resolve_is_named() {
+    needs_root!();
     let sshd = Sshd::start();
     let mailbox = box_for_sshd(&sshd);
     mailbox.set_target(&format!(
@@ -55,9 +54,10 @@ fn an_ssh_host_name_that_does_not_resolve_is_named() {
 
 #[test]
 fn a_refused_ssh_connection_says_so() {
+    needs_root!();
     let sshd = Sshd::start();
     let mailbox = box_for_sshd(&sshd);
-    let nobody = common::servers::free_port();
+    let nobody = crate::common::servers::free_port();
     mailbox.set_target(&format!(
         "target: {}\n",
         sshd.target()
@@ -73,6 +73,7 @@ fn a_refused_ssh_connection_says_so() {
 
 #[test]
 fn a_shell_that_prints_text_is_no_usable_shell() {
+    needs_root!();
     let sshd = Sshd::start();
     let mailbox = box_for_sshd(&sshd);
     mailbox.ok(&["check-target"]);
@@ -91,6 +92,7 @@ fn a_shell_that_prints_text_is_no_usable_shell() {
 
 #[test]
 fn https_to_a_plain_http_endpoint_is_a_tls_failure() {
+    needs_root!();
     let moto = Moto::start();
     moto.create_bucket("good");
     let mut mailbox = MailBox::new();

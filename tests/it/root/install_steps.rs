@@ -2,13 +2,11 @@
 //! hash of the body in each unit's header line, and units written before
 //! headers held one.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use mailbackup::systemd::units;
 
 /// A box for install tests: a config whose STORAGE_USER exists, and a
@@ -63,6 +61,7 @@ fn stamped(header: &str, body: &str) -> String {
 /// hand edit, and said to be one.
 #[test]
 fn a_unit_another_version_rendered_is_no_hand_edit() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();
@@ -99,6 +98,7 @@ fn a_unit_another_version_rendered_is_no_hand_edit() {
 /// one whose body differs counts as edited, as before.
 #[test]
 fn units_without_a_hash_in_their_header_are_read_as_before() {
+    needs_root!();
     let mailbox = install_box();
     let units = mailbox.dir.path().join("units");
     fs::create_dir(&units).unwrap();

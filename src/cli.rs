@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    check_target::CheckTargetArgs, docs::GenerateDocsArgs, install::InstallArgs, list::ListArgs,
-    notify_failure::NotifyFailureArgs, prune::PruneArgs, restore::RestoreArgs, run::RunArgs,
-    snapshot::SnapshotArgs, status::StatusArgs, uninstall::UninstallArgs, verify::VerifyArgs,
+    check_target::CheckTargetArgs, docs::GenerateDocsArgs, install::InstallArgs, key::KeyArgs,
+    list::ListArgs, notify_failure::NotifyFailureArgs, ping::PingArgs, prune::PruneArgs,
+    restore::RestoreArgs, run::RunArgs, snapshot::SnapshotArgs, status::StatusArgs,
+    uninstall::UninstallArgs, verify::VerifyArgs,
 };
 use crate::config::DEFAULT_CONFIG;
 
@@ -44,7 +45,9 @@ pub enum Command {
     CheckTarget(CheckTargetArgs),
     Install(InstallArgs),
     Uninstall(UninstallArgs),
+    Key(KeyArgs),
     NotifyFailure(NotifyFailureArgs),
+    Ping(PingArgs),
     #[command(hide = true)]
     GenerateDocs(GenerateDocsArgs),
 }

@@ -162,6 +162,136 @@ pub fn create_key_file(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// The file beside the key that records its confirmation: the key's
+/// fingerprint and the date, never the key. Beside the key (in `backup/`,
+/// which no backup includes) so that it goes wherever the key goes, and a
+/// box with another STORAGE_ROOT has its own.
+pub const CONFIRMATION_FILE: &str = "key-confirmed";
+
+/// The SHA-256 of the passphrase (the key file's first line, all that a
+/// restore needs), as `sha256:HEX`. It does not reveal the key: a new key
+/// holds 288 random bits.
+pub fn fingerprint(passphrase: &Passphrase) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&passphrase.0);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Whether `pasted` is the key: the whole key file, or its first line
+/// alone, with whitespace around the lines and blank lines at the ends
+/// ignored (a paste adds a newline, a password manager may drop one).
+pub fn matches(key_file: &[u8], pasted: &[u8]) -> bool {
+    fn lines(bytes: &[u8]) -> Vec<&[u8]> {
+        let mut lines: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .map(|l| l.trim_ascii())
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        while lines.first().is_some_and(|l| l.is_empty()) {
+            lines.remove(0);
+        }
+        lines
+    }
+    let (key, pasted) = (lines(key_file), lines(pasted));
+    !key.is_empty() && !key[0].is_empty() && (pasted == key || pasted == key[..1])
+}
+
+/// The confirmation file's text.
+pub fn confirmation_text(fingerprint: &str, date: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "fingerprint={fingerprint}\nconfirmed={}\n",
+        date.format("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+/// Whether the key is kept off the box, as far as mailbackup knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Custody {
+    /// `key confirm` was given this key on this date.
+    Confirmed { date: String },
+    /// Never confirmed.
+    Unconfirmed,
+    /// A key with another fingerprint was confirmed on this date.
+    Changed { date: String },
+}
+
+impl Custody {
+    /// Pure: from the confirmation file's text (None: no file) and the
+    /// key's fingerprint (None: the key cannot be read here, and is taken
+    /// as the one confirmed).
+    pub fn of(record: Option<&str>, fingerprint: Option<&str>) -> Custody {
+        let Some(record) = record else {
+            return Custody::Unconfirmed;
+        };
+        let field = |name: &str| {
+            record
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .map(str::trim)
+        };
+        let date = field("confirmed").unwrap_or("an unknown date").to_owned();
+        match (field("fingerprint"), fingerprint) {
+            (None, _) => Custody::Unconfirmed,
+            (Some(recorded), Some(now)) if recorded != now => Custody::Changed { date },
+            _ => Custody::Confirmed { date },
+        }
+    }
+
+    /// What `status --check` warns of; None when confirmed.
+    pub fn warning(&self) -> Option<String> {
+        const WHAT: &str = "the backup key has not been confirmed as kept off this box";
+        const DO: &str =
+            "`mailbackup key show` prints it; keep it elsewhere, then run `mailbackup key confirm`";
+        match self {
+            Custody::Confirmed { .. } => None,
+            Custody::Unconfirmed => Some(format!("{WHAT}: {DO}")),
+            Custody::Changed { date } => Some(format!(
+                "{WHAT} (it changed since the key confirmed on {date}): {DO}"
+            )),
+        }
+    }
+}
+
+/// Records that the key with `fingerprint` was confirmed at `now`:
+/// written aside (mode 0600) and renamed, so that a reader never sees half
+/// a record. Returns the file.
+pub fn record_confirmation(
+    layout: &Layout,
+    fingerprint: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let path = layout.backup_dir.join(CONFIRMATION_FILE);
+    let tmp = layout.backup_dir.join(format!("{CONFIRMATION_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(confirmation_text(fingerprint, now).as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("Failed to record the confirmation in {}", path.display()))?;
+    Ok(path)
+}
+
+/// Reads the custody of the key of `layout`.
+pub fn custody(layout: &Layout) -> Custody {
+    let record = std::fs::read_to_string(layout.backup_dir.join(CONFIRMATION_FILE)).ok();
+    let fingerprint = load(&layout.key_file)
+        .ok()
+        .map(|k| fingerprint(&k.passphrase));
+    Custody::of(record.as_deref(), fingerprint.as_deref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +332,64 @@ mod tests {
                 .to_env_value(),
             text.as_str()
         );
+    }
+
+    #[test]
+    fn pasted_keys() {
+        let key = b"Zm9vYmFy\nsecond\n";
+        for pasted in [
+            &b"Zm9vYmFy\nsecond\n"[..],
+            b"Zm9vYmFy\nsecond",
+            b"  Zm9vYmFy \r\nsecond\n\n",
+            b"Zm9vYmFy\n",
+            b"Zm9vYmFy",
+        ] {
+            assert!(matches(key, pasted), "{pasted:?}");
+        }
+        for pasted in [&b""[..], b"Zm9vYmF", b"Zm9vYmFy\nsecond\nthird", b"second"] {
+            assert!(!matches(key, pasted), "{pasted:?}");
+        }
+        assert!(!matches(b"", b""));
+    }
+
+    #[test]
+    fn custody_of_the_key() {
+        let p = Passphrase::from_key_file_bytes(b"hunter2").unwrap();
+        let f = fingerprint(&p);
+        assert_eq!(
+            f,
+            "sha256:f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"
+        );
+        let date = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap();
+        let text = confirmation_text(&f, date);
+        assert_eq!(
+            text,
+            format!("fingerprint={f}\nconfirmed=2026-11-30T00:53:20Z\n")
+        );
+        assert!(!text.contains("hunter2"));
+        let confirmed = Custody::of(Some(&text), Some(&f));
+        assert_eq!(
+            confirmed,
+            Custody::Confirmed {
+                date: "2026-11-30T00:53:20Z".into()
+            }
+        );
+        assert_eq!(confirmed.warning(), None);
+        assert_eq!(Custody::of(Some(&text), None), confirmed);
+        let w = Custody::of(None, Some(&f)).warning().unwrap();
+        assert!(
+            w.starts_with("the backup key has not been confirmed as kept off this box: "),
+            "{w}"
+        );
+        let changed = Custody::of(Some(&text), Some("sha256:00"));
+        assert!(
+            changed
+                .warning()
+                .unwrap()
+                .contains("changed since the key confirmed on 2026-11-30"),
+            "{changed:?}"
+        );
+        assert_eq!(Custody::of(Some("garbage"), Some(&f)), Custody::Unconfirmed);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod key;
 pub mod mail;
 pub mod maildir;
 pub mod mailinabox;
+pub mod ping;
 pub mod snapshot;
 pub mod status;
 pub mod sys;
@@ -42,6 +43,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Uninstall(args) => commands::uninstall::run(&cli.config, args),
         Command::NotifyFailure(args) => commands::notify_failure::run(&cli.config, args),
+        Command::Ping(args) => commands::ping::run(&cli.config, args),
+        Command::Key(args) => commands::key::run(&cli.config, args),
         Command::GenerateDocs(args) => commands::docs::run(&cli.config, args),
     }
 }

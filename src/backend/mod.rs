@@ -39,7 +39,7 @@ impl Secret {
         Secret(value)
     }
 
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
@@ -94,6 +94,8 @@ pub struct UnitNeeds {
     pub state_directory: bool,
     /// Files with secrets, loaded as systemd credentials: (name, path).
     pub credentials: Vec<(&'static str, PathBuf)>,
+    /// The units ping `ping_url` (the network, wherever the target is).
+    pub ping: bool,
 }
 
 /// Where backups go.
@@ -200,20 +202,19 @@ impl Target {
 
 impl UnitNeeds {
     /// What the units need for each kind of target (a local one, an ssh
-    /// server, an S3 bucket), given where the settings are: `install` tells
-    /// the units of an earlier target from units edited by hand.
+    /// server, an S3 bucket), given where the settings are.
     pub fn of_every_kind(settings_file: &Path) -> [UnitNeeds; 3] {
         [
             UnitNeeds::default(),
             UnitNeeds {
                 network: true,
                 state_directory: true,
-                credentials: Vec::new(),
+                ..UnitNeeds::default()
             },
             UnitNeeds {
                 network: true,
-                state_directory: false,
                 credentials: vec![(SETTINGS_CREDENTIAL, settings_file.to_owned())],
+                ..UnitNeeds::default()
             },
         ]
     }

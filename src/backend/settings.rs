@@ -5,12 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_norway::Value;
 
-use super::{local::Local, rsync::Rsync, s3::S3, Kind, Secret, SshFiles, Target};
+use super::{local::Local, rsync::Rsync, s3::S3, Kind, Secret, SshFiles, Target, UnitNeeds};
 use crate::config::Layout;
+use crate::ping::PingUrl;
 use crate::status::report::KEEP_BACKUPS_FOR_DAYS;
 
 /// The settings file's name in `STORAGE_ROOT/backup/`.
@@ -50,11 +51,26 @@ pub struct Settings {
     /// Backups are kept until they are this many days old (`prune`, and
     /// the deletion estimate in `status`).
     pub min_age_in_days: u32,
+    /// The dead-man's switch (`ping_url`): told when a backup starts and
+    /// how it ended. A secret: anyone who has it can mark the box healthy.
+    pub ping_url: Option<PingUrl>,
+    /// What is odd but not wrong in the file (a key mailbackup does not
+    /// know), for the log and `status --check`.
+    pub warnings: Vec<String>,
 }
+
+/// The keys mailbackup reads. Mail-in-a-Box may write others, which are
+/// ignored with a warning: one unknown key must not stop every backup.
+pub const KNOWN_KEYS: [&str; 5] = [
+    "target",
+    "target_user",
+    "target_pass",
+    "min_age_in_days",
+    "ping_url",
+];
 
 /// The file as written, keys as Mail-in-a-Box spells them.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawSettings {
     #[serde(default)]
     target: Option<Value>,
@@ -64,6 +80,8 @@ struct RawSettings {
     target_pass: Option<Value>,
     #[serde(default)]
     min_age_in_days: Option<Value>,
+    #[serde(default)]
+    ping_url: Option<Value>,
 }
 
 impl Settings {
@@ -81,7 +99,37 @@ impl Settings {
                 kind: Kind::Local(Local::new(&layout.encrypted_dir)),
             }),
             min_age_in_days: KEEP_BACKUPS_FOR_DAYS,
+            ping_url: None,
+            warnings: Vec::new(),
         }
+    }
+
+    /// What the units need: the target's needs, and the network for the
+    /// pings when there is a `ping_url`.
+    pub fn unit_needs(&self) -> UnitNeeds {
+        let mut needs = self
+            .target
+            .as_ref()
+            .map_or_else(UnitNeeds::default, |t| t.unit_needs(&self.path));
+        if self.ping_url.is_some() {
+            needs.ping = true;
+        }
+        needs
+    }
+
+    /// Every secret of the settings, to blank them out of what is shown
+    /// (the failure mail, the ping's log lines).
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut secrets: Vec<&Secret> = self.target.iter().flat_map(|t| t.secrets()).collect();
+        secrets.extend(self.ping_url.as_ref().map(PingUrl::secret));
+        secrets
+    }
+
+    /// `text` with every secret of the settings blanked out.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets()
+            .iter()
+            .fold(text.to_owned(), |t, s| s.redact(&t))
     }
 
     /// The target, for a command that needs one: an error when backups are off.
@@ -141,13 +189,11 @@ impl Settings {
                 };
                 // serde's message may quote a value: never a secret's.
                 let message = e.to_string();
-                let message = match raw_secret(text) {
-                    Some(s) => s.redact(&message),
-                    None => message,
-                };
+                let message = raw_secrets(text).iter().fold(message, |m, s| s.redact(&m));
                 bail!(
                     "{place}: not valid backup settings: {message} \
-                     (the keys are target, target_user, target_pass and min_age_in_days)"
+                     (the keys are {})",
+                    KNOWN_KEYS.join(", ")
                 );
             }
         };
@@ -179,10 +225,23 @@ impl Settings {
             Ok(kind) => kind,
             Err(message) => bail!("{}: {message}", at("target")),
         };
+        let ping_url = match scalar("ping_url", &raw.ping_url) {
+            Ok(None) => None,
+            Ok(Some(url)) => {
+                Some(PingUrl::parse(&url).map_err(|m| anyhow!("{}: {m}", at("ping_url")))?)
+            }
+            // Never the value: it is a secret.
+            Err(_) => bail!(
+                "{}: ping_url must be an http:// or https:// URL",
+                at("ping_url")
+            ),
+        };
         Ok(Settings {
             path: path.to_owned(),
             target: kind.map(|kind| Target { kind }),
             min_age_in_days,
+            ping_url,
+            warnings: unknown_keys(path, text),
         })
     }
 }
@@ -256,12 +315,71 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// The value of a `target_pass:` line, to keep it out of error messages
-/// when the file does not parse.
-fn raw_secret(text: &str) -> Option<Secret> {
-    let line = text.lines().find(|l| l.starts_with("target_pass"))?;
-    let value = line.split_once(':')?.1.trim().trim_matches(['"', '\'']);
-    (!value.is_empty()).then(|| Secret::new(value.to_owned()))
+/// The values of the `target_pass:` and `ping_url:` lines, to keep them
+/// out of error messages when the file does not parse.
+fn raw_secrets(text: &str) -> Vec<Secret> {
+    text.lines()
+        .filter(|l| l.starts_with("target_pass") || l.starts_with("ping_url"))
+        .filter_map(|line| {
+            let value = line.split_once(':')?.1.trim().trim_matches(['"', '\'']);
+            (!value.is_empty()).then(|| Secret::new(value.to_owned()))
+        })
+        .collect()
+}
+
+/// A warning for each top-level key that mailbackup does not know, with
+/// its line and the known key nearest to it. Never a value: it may be a
+/// secret.
+fn unknown_keys(path: &Path, text: &str) -> Vec<String> {
+    let Ok(Value::Mapping(map)) = serde_norway::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    map.keys()
+        .filter_map(|key| {
+            let name = match key {
+                Value::String(s) => s.clone(),
+                other => serde_norway::to_string(other).ok()?.trim().to_owned(),
+            };
+            if KNOWN_KEYS.contains(&name.as_str()) {
+                return None;
+            }
+            let place = match line_of(text, &name) {
+                Some(n) => format!("{}, line {n}", path.display()),
+                None => path.display().to_string(),
+            };
+            Some(format!(
+                "{place}: unknown key {name:?}, ignored (the nearest key mailbackup knows is {})",
+                nearest_key(&name)
+            ))
+        })
+        .collect()
+}
+
+/// The known key with the fewest edits from `name`.
+fn nearest_key(name: &str) -> &'static str {
+    KNOWN_KEYS
+        .iter()
+        .min_by_key(|k| edit_distance(name, k))
+        .copied()
+        .unwrap_or(KNOWN_KEYS[0])
+}
+
+/// Levenshtein's distance: insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -355,8 +473,6 @@ mod tests {
             e.contains("custom.yaml, line ") && e.contains("not valid"),
             "{e}"
         );
-        let e = err("target: local\ntarget_usr: x\n");
-        assert!(e.contains("target_usr"), "{e}");
         let e = err("target: local\nmin_age_in_days: -1\n");
         assert!(
             e.contains("line 2") && e.contains("min_age_in_days is -1") && e.contains("negative"),
@@ -379,6 +495,56 @@ mod tests {
         assert!(e.contains("not valid"), "{e}");
         let e = err("target: local\ntarget_pass: 'sec ret\n");
         assert!(!e.contains("sec ret"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings_that_name_the_nearest_key() {
+        let s = parse("target: local\ntarget_usr: hunter2\nmin_age_days: 3\n").unwrap();
+        assert_eq!(s.target, Settings::default_for(&layout()).target);
+        assert_eq!(
+            s.warnings,
+            [
+                "/home/user-data/backup/custom.yaml, line 2: unknown key \"target_usr\", ignored \
+                 (the nearest key mailbackup knows is target_user)",
+                "/home/user-data/backup/custom.yaml, line 3: unknown key \"min_age_days\", ignored \
+                 (the nearest key mailbackup knows is min_age_in_days)",
+            ]
+        );
+        assert!(!s.warnings.concat().contains("hunter2"));
+        assert!(parse("target: local\n").unwrap().warnings.is_empty());
+        assert_eq!(edit_distance("ping_ur", "ping_url"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        // Bad values stay errors.
+        let e = err("target: local\nmin_age_in_days: 0\nextra: 1\n");
+        assert!(e.contains("min_age_in_days"), "{e}");
+    }
+
+    #[test]
+    fn ping_urls() {
+        let s = parse("ping_url: https://hc-ping.com/0b3a1f1e-secret\n").unwrap();
+        let url = s.ping_url.clone().unwrap();
+        assert!(!format!("{s:?}").contains("0b3a1f1e"), "{s:?}");
+        assert_eq!(url.host(), "hc-ping.com");
+        assert!(s.unit_needs().ping && !s.unit_needs().network);
+        assert_eq!(
+            s.redact("a https://hc-ping.com/0b3a1f1e-secret b"),
+            "a <redacted> b"
+        );
+        for bad in [
+            "ping_url: ftp://hc-ping.com/x-secret\n",
+            "ping_url: hc-ping.com/x-secret\n",
+            "ping_url: [https://x-secret]\n",
+            "ping_url: 'https://a b/x-secret'\n",
+        ] {
+            let e = err(bad);
+            assert!(
+                e.contains("custom.yaml, line 1: ping_url must be") && !e.contains("x-secret"),
+                "{e}"
+            );
+        }
+        let e = err("ping_url: 'https://hc-ping.com/x-secret\n");
+        assert!(!e.contains("x-secret"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 pub mod check_target;
 pub mod docs;
 pub mod install;
+pub mod key;
 pub mod list;
 pub mod notify_failure;
+pub mod ping;
 pub mod prune;
 pub mod restore;
 pub mod restore_mailbox;
@@ -21,7 +23,7 @@ use anyhow::{bail, Result};
 
 use crate::backend::{Settings, SshFiles, STATE_DIRECTORY};
 use crate::config::{Config, Layout};
-use crate::key::{self, LoadedKey};
+use crate::key::LoadedKey;
 use crate::sys::lock;
 
 /// Loads the passphrase the way every duplicity command needs it: from the
@@ -32,9 +34,9 @@ fn load_key(config: &Config) -> Result<LoadedKey> {
     // promises; the key file, readable in the sandbox, is as good.
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
         .map(PathBuf::from)
-        .filter(|dir| dir.join(key::CREDENTIAL_NAME).exists());
-    let path = key::key_path(&config.layout(), credentials.as_deref());
-    let key = key::load(&path)?;
+        .filter(|dir| dir.join(crate::key::CREDENTIAL_NAME).exists());
+    let path = crate::key::key_path(&config.layout(), credentials.as_deref());
+    let key = crate::key::load(&path)?;
     if let Some(warning) = &key.warning {
         eprintln!("mailbackup: warning: {warning}");
     }
@@ -45,7 +47,11 @@ fn load_key(config: &Config) -> Result<LoadedKey> {
 /// when the unit loaded one, else from the file.
 fn load_settings(config: &Config) -> Result<Settings> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    Settings::load(&config.layout(), credentials.as_deref(), &ssh_files())
+    let settings = Settings::load(&config.layout(), credentials.as_deref(), &ssh_files())?;
+    for warning in &settings.warnings {
+        eprintln!("mailbackup: warning: {warning}");
+    }
+    Ok(settings)
 }
 
 /// The ssh key in the home directory (`/root` for the units), and the

@@ -13,7 +13,7 @@ use crate::duplicity::backup_set::Stamp;
 use crate::duplicity::inventory::Inventory;
 use crate::key;
 use crate::snapshot;
-use crate::status::report::{backup_status, check_health, render_table, Health};
+use crate::status::report::{backup_status, check_health, render_table, snapshot_warning, Health};
 use crate::sys::python_local_zone;
 use crate::systemd;
 use crate::systemd::units::SERVICE;
@@ -92,7 +92,11 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
     let layout = config.layout();
     let key_missing = key::missing(&layout.key_file);
-    let warnings = snapshot::last_warnings(&layout);
+    let mut warnings = settings.warnings.clone();
+    warnings.extend(snapshot_warning(&snapshot::last_warnings(&layout)));
+    if key_missing.is_none() {
+        warnings.extend(key::custody(&layout).warning());
+    }
     let (health, line) = check_health(
         &inventory,
         &target.describe(),

@@ -2,4 +2,5 @@
 //! (`failure`), and handing it to the box's own mail server (`smtp`).
 
 pub mod failure;
+pub mod queue;
 pub mod smtp;

@@ -237,21 +237,22 @@ impl Health {
     }
 }
 
-/// What the last snapshot warned of, as one problem.
-fn snapshot_problem(warnings: &[String]) -> Option<(Health, String)> {
+/// What the last snapshot warned of, as one line of `status --check`.
+pub fn snapshot_warning(warnings: &[String]) -> Option<String> {
     let first = warnings.first()?;
     let more = match warnings.len() - 1 {
         0 => String::new(),
         n => format!(" (and {n} more: see the log of mailbackup-snapshot.service)"),
     };
-    Some((Health::Warning, format!("the last snapshot: {first}{more}")))
+    Some(format!("the last snapshot: {first}{more}"))
 }
 
 /// The one line of `status --check`, plugin style (`MAILBACKUP OK - …|perfdata`),
 /// and its health: critical with no complete backup, when the newest is older
 /// than `max_age_hours`, the last run failed or the key is missing; warning
-/// with stray files in the target, an interrupted newest set, or what the
-/// last snapshot warned of (a database copied as bytes).
+/// with stray files in
+/// the target or an interrupted newest set, and with each of `warnings`
+/// (found elsewhere: an unconfirmed key, an unknown setting).
 pub fn check_health(
     inventory: &Inventory,
     dir: &str,
@@ -259,10 +260,12 @@ pub fn check_health(
     max_age_hours: u32,
     last_run_failed: bool,
     key_missing: Option<&str>,
-    snapshot_warnings: &[String],
+    warnings: &[String],
 ) -> (Health, String) {
-    let mut problems: Vec<(Health, String)> = Vec::new();
-    problems.extend(snapshot_problem(snapshot_warnings));
+    let mut problems: Vec<(Health, String)> = warnings
+        .iter()
+        .map(|w| (Health::Warning, w.clone()))
+        .collect();
     if let Some(text) = key_missing {
         problems.push((Health::Critical, text.to_owned()));
     }
@@ -653,7 +656,10 @@ mod tests {
             unknown_files: 0,
             unknown_size: 0,
         };
-        let warned = |w: &[String]| check_health(&inv, "/d", now, 36, false, None, w);
+        let warned = |w: &[String]| {
+            let w: Vec<String> = snapshot_warning(w).into_iter().collect();
+            check_health(&inv, "/d", now, 36, false, None, &w)
+        };
         let one = ["the SQLite database /d/a.db is corrupt: copied as bytes".to_owned()];
         let (h, line) = warned(&one);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
@@ -705,12 +711,23 @@ mod tests {
             unknown_files: 0,
             unknown_size: 0,
         };
-        let (h, line) = check_health(&inv, "/d", now, 36, false, Some("the key is missing"), &[]);
+        let (h, line) = check_health(
+            &inv,
+            "/d",
+            now,
+            36,
+            false,
+            Some("the key is missing"),
+            &["the key is not confirmed".to_owned()],
+        );
         assert_eq!(h, Health::Critical);
         assert!(
-            line.starts_with("MAILBACKUP CRITICAL - the key is missing|"),
+            line.starts_with("MAILBACKUP CRITICAL - the key is missing; the key is not confirmed|"),
             "{line}"
         );
+        let (h, line) = check_health(&inv, "/d", now, 36, false, None, &["odd".to_owned()]);
+        assert_eq!(h, Health::Warning);
+        assert!(line.starts_with("MAILBACKUP WARNING - odd|"), "{line}");
         let (h, line) = check(vec![young.clone()], 2, false);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(

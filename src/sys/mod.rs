@@ -88,6 +88,12 @@ pub fn effective_user_home() -> Option<std::path::PathBuf> {
         .map(|u| u.dir)
 }
 
+/// Whether `name` is a group in the group database. A failed lookup
+/// counts as no such group.
+pub fn group_exists(name: &str) -> bool {
+    nix::unistd::Group::from_name(name).is_ok_and(|g| g.is_some())
+}
+
 /// Whether `name` is a user in the password database. A failed lookup
 /// counts as no such user.
 pub fn user_exists(name: &str) -> bool {

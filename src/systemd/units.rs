@@ -141,8 +141,11 @@ pub struct UnitSettings {
     /// line of JSON).
     pub choices: String,
     /// What the backup target needs: the network, a state directory,
-    /// credentials.
+    /// credentials; and whether the units ping `ping_url`.
     pub target: UnitNeeds,
+    /// Whether postfix's postdrop group exists: then the failure unit may
+    /// leave its mail in postfix's queue when the mail server is down.
+    pub postdrop: bool,
 }
 
 /// A rendered unit file.
@@ -163,6 +166,8 @@ struct ServiceUnit<'a> {
     mode: &'a str,
     frozen: &'a [String],
     network: bool,
+    network_why: &'a str,
+    ping: bool,
     state_directory: bool,
     credentials: &'a [String],
     storage_root: &'a str,
@@ -183,6 +188,8 @@ struct VerifyUnit<'a> {
     umask: &'a str,
     restrict_setid: bool,
     network: bool,
+    network_why: &'a str,
+    ping: bool,
     state_directory: bool,
     credentials: &'a [String],
     storage_root: &'a str,
@@ -216,6 +223,7 @@ struct SnapshotUnit<'a> {
     umask: &'a str,
     restrict_setid: bool,
     network: bool,
+    network_why: &'a str,
     state_directory: bool,
     storage_root: &'a str,
     snapshot_dir: &'a str,
@@ -231,6 +239,7 @@ struct FailureUnit<'a> {
     bin: &'a str,
     config: &'a str,
     mail_to: &'a str,
+    postdrop: bool,
 }
 
 #[derive(Template)]
@@ -431,6 +440,7 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
         bin: &c.bin,
         config: &c.config,
         mail_to: &settings.mail_to,
+        postdrop: settings.postdrop,
     };
     let hook = HookUnit {
         hook: &c.hook,
@@ -460,7 +470,8 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
 
 /// mailbackup.service: its header records the target it was rendered for.
 fn service_unit(settings: &UnitSettings, c: &Checked) -> Result<UnitFile> {
-    let network = settings.target.network;
+    let ping = settings.target.ping;
+    let network = settings.target.network || ping;
     let service = ServiceUnit {
         restrict_setid: true,
         // systemctl talks to systemd over a local socket.
@@ -476,6 +487,8 @@ fn service_unit(settings: &UnitSettings, c: &Checked) -> Result<UnitFile> {
         mode: settings.downtime.name(),
         frozen: &c.frozen,
         network,
+        network_why: why_network(settings.target.network, ping),
+        ping,
         state_directory: settings.target.state_directory,
         credentials: &c.credentials,
         storage_root: &c.storage_root,
@@ -496,16 +509,19 @@ fn verify_units(settings: &UnitSettings, c: &Checked, on_calendar: &str) -> Resu
     // Only with the full downtime does it run duplicity itself; else
     // mailbackup.service compares for it.
     let reaches_target = settings.target.network && settings.downtime == Downtime::Full;
+    let ping = settings.target.ping;
     let verify = VerifyUnit {
         mode: settings.downtime.name(),
         restrict_setid: true,
-        address_families: if reaches_target {
+        address_families: if reaches_target || ping {
             NETWORK_ADDRESS_FAMILIES
         } else {
             "AF_UNIX"
         },
         umask: "0022",
-        network: reaches_target,
+        network: reaches_target || ping,
+        network_why: why_network(reaches_target, ping),
+        ping,
         state_directory: settings.target.state_directory && reaches_target,
         credentials: if reaches_target { &c.credentials } else { &[] },
         storage_root: &c.storage_root,
@@ -538,6 +554,7 @@ fn snapshot_unit(settings: &UnitSettings, c: &Checked) -> Result<UnitFile> {
         umask: "0077",
         // It only copies files on this box.
         network: false,
+        network_why: "",
         state_directory: false,
         storage_root: &c.storage_root,
         snapshot_dir: &snapshot_dir,
@@ -548,6 +565,15 @@ fn snapshot_unit(settings: &UnitSettings, c: &Checked) -> Result<UnitFile> {
         bin: &c.bin,
     };
     unit_file(SNAPSHOT_SERVICE, snapshot.render(), None)
+}
+
+/// Why a unit has the network, in its comment.
+fn why_network(target: bool, ping: bool) -> &'static str {
+    match (target, ping) {
+        (true, false) => "The target is off the box",
+        (true, true) => "The target and the ping URL are off the box",
+        _ => "The ping URL is off the box",
+    }
 }
 
 /// A unit file: the header line, then the rendered template.
@@ -619,15 +645,15 @@ fn body_sha256(body: &str) -> String {
 /// unit's header records it: a change of target is told from a change of
 /// template by it.
 pub fn target_tag(needs: &UnitNeeds) -> String {
-    if !needs.network {
-        return "local".to_owned();
-    }
-    let mut tag = "network".to_owned();
-    if needs.state_directory {
+    let mut tag = if needs.network { "network" } else { "local" }.to_owned();
+    if needs.network && needs.state_directory {
         tag.push_str("+state");
     }
-    if !needs.credentials.is_empty() {
+    if needs.network && !needs.credentials.is_empty() {
         tag.push_str("+credentials");
+    }
+    if needs.ping {
+        tag.push_str("+ping");
     }
     tag
 }
@@ -649,6 +675,7 @@ mod tests {
             mail_to: "administrator@box.example.com".into(),
             choices: "{}".into(),
             target: UnitNeeds::default(),
+            postdrop: true,
         }
     }
 
@@ -658,6 +685,7 @@ mod tests {
             network: true,
             state_directory: true,
             credentials: vec![("custom.yaml", "/home/user-data/backup/custom.yaml".into())],
+            ping: false,
         };
         for downtime in [Downtime::Snapshot, Downtime::Pause, Downtime::Full] {
             let mut s = settings();
@@ -696,6 +724,64 @@ mod tests {
         s.target = remote;
         s.target.credentials = vec![("custom.yaml", "/a b/custom.yaml".into())];
         assert!(render(&s).is_err());
+    }
+
+    #[test]
+    fn pings_open_the_network_and_name_no_url() {
+        for downtime in [Downtime::Snapshot, Downtime::Pause, Downtime::Full] {
+            let mut s = settings();
+            s.downtime = downtime;
+            let quiet = render(&s).unwrap();
+            s.target.ping = true;
+            let pinging = render(&s).unwrap();
+            for (q, p) in quiet.iter().zip(&pinging) {
+                assert!(!q.content.contains(" ping "), "{}", q.name);
+                let lines: Vec<&str> = p
+                    .content
+                    .lines()
+                    .filter(|l| l.starts_with("Exec") && l.contains(" ping "))
+                    .collect();
+                let want: &[&str] = match p.name {
+                    SERVICE => &[
+                        "ExecStartPre=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping start",
+                        "ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish %n",
+                    ],
+                    VERIFY_SERVICE => &["ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish --failures-only %n"],
+                    _ => &[],
+                };
+                assert_eq!(lines, want, "{}", p.name);
+                if !want.is_empty() {
+                    assert!(!p.content.contains("PrivateNetwork=yes"), "{}", p.name);
+                    assert!(p.content.contains("# The ping URL is off the box:"));
+                }
+            }
+            // The last thing the backup's run does.
+            let service = &pinging[0].content;
+            let last_stop = service.lines().rfind(|l| l.starts_with("ExecStopPost="));
+            assert!(last_stop.unwrap().ends_with("ping finish %n"), "{service}");
+        }
+    }
+
+    #[test]
+    fn the_failure_mail_may_wait_in_postfix_queue() {
+        let mut s = settings();
+        let find = |units: &[UnitFile]| {
+            units
+                .iter()
+                .find(|u| u.name == FAILURE_SERVICE)
+                .unwrap()
+                .content
+                .clone()
+        };
+        let with = find(&render(&s).unwrap());
+        assert!(with.contains(
+            "\nSupplementaryGroups=postdrop\nReadWritePaths=-/var/spool/postfix/maildrop\n"
+        ));
+        s.postdrop = false;
+        let without = find(&render(&s).unwrap());
+        assert!(!without.contains("postdrop"), "{without}");
+        assert!(with.contains("\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n"));
+        assert!(without.contains("\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fs;
 
 use crate::common::*;
 
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 13] = [
     "run",
     "snapshot",
     "prune",
@@ -17,6 +17,8 @@ const SUBCOMMANDS: [&str; 11] = [
     "install",
     "uninstall",
     "notify-failure",
+    "ping",
+    "key",
 ];
 
 fn help(args: &[&str]) -> String {

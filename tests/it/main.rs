@@ -28,6 +28,7 @@ mod root {
     mod install_steps;
     mod mailinabox;
     mod operate;
+    mod ping;
     mod snapshot;
     mod sqlite_snapshot;
     mod tiers;
@@ -47,6 +48,7 @@ mod e2e {
     mod fidelity;
     mod package;
     mod pause;
+    mod ping;
     mod remote;
     mod restore_mailbox;
 }

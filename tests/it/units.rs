@@ -51,6 +51,7 @@ pub(crate) fn default_settings() -> UnitSettings {
         mail_to: "administrator@box.example.com".into(),
         choices: "{}".into(),
         target: UnitNeeds::default(),
+        postdrop: true,
     }
 }
 
@@ -79,6 +80,8 @@ fn golden_units_customised() {
             mail_to: "ops+backup@example.org".into(),
             choices: r#"{"on_calendar":"*-*-* 03:30:00","downtime":"full"}"#.into(),
             target: UnitNeeds::default(),
+            // A box without postfix: the failure mail has no queue to wait in.
+            postdrop: false,
         },
     );
 }
@@ -107,9 +110,25 @@ fn remote_settings(s3: bool) -> UnitSettings {
             } else {
                 Vec::new()
             },
+            ping: false,
         },
         ..default_settings()
     }
+}
+
+/// A box on a local target with a `ping_url`: the pings open the network.
+#[test]
+fn golden_units_ping() {
+    check_golden(
+        "ping",
+        &UnitSettings {
+            target: UnitNeeds {
+                ping: true,
+                ..UnitNeeds::default()
+            },
+            ..default_settings()
+        },
+    );
 }
 
 #[test]

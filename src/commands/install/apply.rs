@@ -56,7 +56,8 @@ impl Plan {
         if let Some(key) = self.new_key.as_ref().filter(|_| created_key) {
             changed = true;
             println!(
-                "created a new backup key {}: keep a copy of it away from this box, without it the backups cannot be restored",
+                "created a new backup key {}: keep a copy of it away from this box, without it the backups cannot be restored; \
+                 `mailbackup key show` prints it, `mailbackup key confirm` records that you keep it",
                 key.display()
             );
         }
@@ -65,6 +66,12 @@ impl Plan {
             && systemd::is_system_unit_dir(&s.unit_dir)
             && (!s.refresh || systemd::is_booted());
         changed |= self.retire(manage_systemd)?;
+        // Once, with what an install changed (a re-run that changes nothing is quiet).
+        if changed && !created_key && !s.refresh {
+            if let Some(warning) = crate::key::custody(&s.units.layout).warning() {
+                println!("{warning}");
+            }
+        }
         if manage_systemd && changed {
             systemd::systemctl(&["daemon-reload"])?;
         }

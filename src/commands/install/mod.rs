@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 pub use plan::{change_for, plan, read_unit, Change, OnDisk, Plan, Step, Why};
 pub use resolve::{resolve, Choices, Found, InstallSettings};
 
-use crate::backend::{Settings, UnitNeeds};
+use crate::backend::Settings;
 use crate::config::Config;
 use crate::sys::CgroupHierarchy;
 use crate::systemd::units::{self, Downtime, SERVICE};
@@ -114,10 +114,7 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     let found = Found {
         config: &config,
         config_path,
-        target: target
-            .target
-            .as_ref()
-            .map_or_else(UnitNeeds::default, |t| t.unit_needs(&target.path)),
+        target: target.unit_needs(),
         bin: this_binary(args)?,
     };
     let settings = resolve(args, saved, found)?;
@@ -234,6 +231,7 @@ pub fn check_freezing(hierarchy: CgroupHierarchy) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::UnitNeeds;
     use crate::systemd::units::{CHOICES_MARK, GENERATED_MARK};
 
     /// What an install on a Mail-in-a-Box finds, with these options given.

@@ -81,6 +81,7 @@ fn install_back_up_join_and_uninstall() {
         .ok("journalctl -u mailbackup-verify.service -o cat --no-pager")
         .contains("the latest backup matches"));
     c.mail_is_up();
+    c.ok("mailbackup key confirm < /home/user-data/backup/secret_key.txt");
     assert_eq!(c.sh("mailbackup status --check").status.code(), Some(0));
 
     // Two starts at once: one backup.

@@ -152,6 +152,7 @@ fn s3_backups_by_the_units_restore_and_keep_the_secret_in_the_credential() {
         "{status}"
     );
     assert_eq!(status.matches("\"full\": false").count(), 1, "{status}");
+    c.ok("mailbackup key confirm < /home/user-data/backup/secret_key.txt");
     assert_eq!(c.sh("mailbackup status --check").status.code(), Some(0));
 
     // Nowhere it must not be: unit files, systemd's view, the journal.

@@ -320,6 +320,18 @@ fn status_check_exit_codes() {
     make_mail_store(&mailbox.root, 30);
     mailbox.ok(&["run"]);
     let (code, line) = check(&mailbox, None);
+    assert_eq!(code, 1, "{line}");
+    assert!(
+        line.contains("the backup key has not been confirmed"),
+        "{line}"
+    );
+    let confirmed = mailbox
+        .cmd(&["key", "confirm"])
+        .stdin(fs::File::open(mailbox.key_file()).unwrap())
+        .output()
+        .unwrap();
+    assert!(confirmed.status.success(), "{}", describe(&confirmed));
+    let (code, line) = check(&mailbox, None);
     assert_eq!(code, 0, "{line}");
     assert!(
         line.starts_with("MAILBACKUP OK - newest backup 0.0 hours ago (full"),

@@ -66,7 +66,7 @@ impl B2 {
             .into_owned();
         if key.is_empty() || key.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!(
-                "target b2://{key_id}:…@{place} has no usable application key: write {FORM}"
+                "target b2://…@{place} has no usable application key: write {FORM}"
             ));
         }
         let (bucket, prefix) = place.split_once('/').unwrap_or((place, ""));

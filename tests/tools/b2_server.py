@@ -24,8 +24,8 @@ A key without BUCKET is a master key (every capability, every bucket); a key
 with BUCKET is an application key restricted to that bucket, which may not
 list other buckets nor create any. --bucket makes an empty bucket.
 
-Not part of B2, for the tests only: GET /_test/buckets -> {"NAME": [file
-names]} of every bucket (live files, hidden ones left out), and GET
+Not part of B2, for the tests only: GET /_test/buckets -> {"NAME": {"FILE
+NAME": size}} of every bucket (live files, hidden ones left out), and GET
 /_test/log -> every request line the server was sent.
 """
 import argparse
@@ -236,8 +236,8 @@ class Handler(BaseHTTPRequestHandler):
     def test_call(self, path):
         with self.state.lock:
             if path == "/_test/buckets":
-                body = {name: sorted(v["fileName"] for v in listing(b, {"maxFileCount": 10000},
-                                                                    False)["files"])
+                body = {name: {v["fileName"]: v["contentLength"] for v in
+                               listing(b, {"maxFileCount": 10000}, False)["files"]}
                         for name, b in self.state.buckets.items()}
             elif path == "/_test/log":
                 body = list(self.state.log)

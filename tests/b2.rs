@@ -386,3 +386,30 @@ fn b2_key_is_refused_with_the_line_and_never_shown() {
         );
     }
 }
+
+/// The test server is held to the official client: b2sdk's upload,
+/// listing (paged, with a prefix, by folder), download, hide and delete,
+/// with Debian's b2sdk 1.17 (API v2) and b2sdk 2.x from PyPI (API v4).
+#[test]
+fn the_b2_test_server_works_with_b2sdk() {
+    for python in [
+        PathBuf::from("/usr/bin/python3"),
+        manifest("target/test-tools/duplicity3/bin/python"),
+    ] {
+        let out = Command::new(&python)
+            .arg(manifest("tests/tools/b2_server_check.py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            python.display(),
+            describe(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("upload, listing, download"),
+            "{}",
+            describe(&out)
+        );
+    }
+}

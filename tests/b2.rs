@@ -352,6 +352,12 @@ fn b2_targets_that_cannot_work_fail_with_their_cause_and_show_no_secret() {
     );
     fails(&mailbox, "unreachable");
     assert!(server.files("good-bucket").is_empty());
+    let mailbox = box_for_b2(
+        "http://no-such-host.invalid",
+        flavor,
+        &format!("b2://{KEY_ID}:{QUOTED_KEY}@good-bucket"),
+    );
+    fails(&mailbox, "name not resolved");
 
     // The restricted key in its own bucket works.
     let mailbox = box_for_b2(

@@ -19,6 +19,7 @@ invalid_bucket_name / duplicate_bucket_name / file_not_present, 401
 unauthorized / bad_auth_token, 404 not_found.
 
   b2_server.py --port PORT [--key KEYID:KEY[:BUCKET]]... [--bucket NAME]...
+               [--page-limit N]
 
 A key without BUCKET is a master key (every capability, every bucket); a key
 with BUCKET is an application key restricted to that bucket, which may not
@@ -110,8 +111,9 @@ def file_json(bucket, version):
     return out
 
 
-def listing(bucket, params, versions):
-    """One page of b2_list_file_names (versions False) or b2_list_file_versions."""
+def listing(bucket, params, versions, page_limit=None):
+    """One page of b2_list_file_names (versions False) or b2_list_file_versions.
+    B2 may answer with fewer names than maxFileCount: `page_limit` does."""
     start = params.get("startFileName") or ""
     start_id = params.get("startFileId")
     count = int(params.get("maxFileCount") or 100)
@@ -149,6 +151,8 @@ def listing(bucket, params, versions):
                                  "fileInfo": {}, "uploadTimestamp": 0}, None))
                 continue
         out.append((v, name))
+    if page_limit:
+        count = min(count, page_limit)
     page, rest = out[:count], out[count:]
     files = [file_json(bucket, v) if v.get("action") != "folder" else
              dict(v, accountId=ACCOUNT_ID, bucketId=bucket["bucketId"]) for v, _ in page]
@@ -337,10 +341,10 @@ class Handler(BaseHTTPRequestHandler):
         return bucket
 
     def list_file_names(self, key_id, p, _version):
-        return listing(self.bucket_for(key_id, p), p, False)
+        return listing(self.bucket_for(key_id, p), p, False, self.server.page_limit)
 
     def list_file_versions(self, key_id, p, _version):
-        return listing(self.bucket_for(key_id, p), p, True)
+        return listing(self.bucket_for(key_id, p), p, True, self.server.page_limit)
 
     def get_upload_url(self, key_id, p, version):
         bucket = self.bucket_for(key_id, p)
@@ -488,6 +492,8 @@ def main():
     parser.add_argument("--key", action="append", default=[],
                         help="KEYID:KEY (a master key) or KEYID:KEY:BUCKET")
     parser.add_argument("--bucket", action="append", default=[])
+    parser.add_argument("--page-limit", type=int, default=None,
+                        help="answer listings with at most this many names")
     args = parser.parse_args()
     keys = {}
     for k in args.key:
@@ -496,6 +502,7 @@ def main():
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.state = State(keys, args.bucket)
+    server.page_limit = args.page_limit
     server.serve_forever()
 
 

@@ -83,6 +83,15 @@ impl B2Server {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Puts files of zeros of the given sizes.
+    fn put(&self, bucket: &str, files: &[(String, u64)]) {
+        let files: BTreeMap<_, _> = files.iter().cloned().collect();
+        let body = serde_json::json!({ bucket: files }).to_string();
+        ureq::post(format!("{}/_test/put", self.url()))
+            .send(body)
+            .unwrap();
+    }
+
     fn files(&self, bucket: &str) -> BTreeMap<String, u64> {
         self.buckets().remove(bucket).unwrap_or_default()
     }
@@ -423,6 +432,85 @@ fn the_b2_test_server_works_with_b2sdk() {
             String::from_utf8_lossy(&out.stdout).contains("upload, listing, download"),
             "{}",
             describe(&out)
+        );
+    }
+}
+
+/// The names and sizes of `sets` backups (a full every tenth, increments
+/// between, each with volumes, manifest and signatures) and a stray file.
+fn many_backup_files(sets: usize) -> Vec<(String, u64)> {
+    let stamp = |i: usize| format!("202601{:02}T{:02}0000Z", 1 + i / 24, i % 24);
+    let mut files = vec![("notes.txt".to_owned(), 12)];
+    for i in 0..sets {
+        let t = stamp(i);
+        let (set, sig) = if i % 10 == 0 {
+            (
+                format!("duplicity-full.{t}"),
+                format!("duplicity-full-signatures.{t}.sigtar.gpg"),
+            )
+        } else {
+            let p = stamp(i - 1);
+            (
+                format!("duplicity-inc.{p}.to.{t}"),
+                format!("duplicity-new-signatures.{p}.to.{t}.sigtar.gpg"),
+            )
+        };
+        for v in 1..=2 {
+            files.push((
+                format!("{set}.vol{v}.difftar.gpg"),
+                (i * 7 + v * 100) as u64,
+            ));
+        }
+        files.push((format!("{set}.manifest.gpg"), 30 + i as u64));
+        files.push((sig, 5 + i as u64));
+    }
+    files
+}
+
+fn status_without_directory(mailbox: &MailBox) -> serde_json::Value {
+    let mut s = mailbox.status();
+    s.as_object_mut().unwrap().remove("directory");
+    s.as_object_mut().unwrap().remove("encpwfile");
+    s
+}
+
+#[test]
+fn status_of_a_b2_bucket_equals_status_of_the_same_files_at_home() {
+    let files = many_backup_files(200);
+    let local = MailBox::new();
+    fs::create_dir_all(local.target()).unwrap();
+    for (name, size) in &files {
+        fs::File::create(local.target().join(name))
+            .unwrap()
+            .set_len(*size)
+            .unwrap();
+    }
+    let want = status_without_directory(&local);
+    assert_eq!(want["backups"].as_array().unwrap().len(), 200);
+    assert_eq!(want["unknown_files"], 1);
+
+    // Pages of at most 100 names, as B2 may answer.
+    let server = B2Server::start_with(&["prefixed", "top-bucket"], &["--page-limit", "100"]);
+    let prefixed: Vec<_> = files
+        .iter()
+        .map(|(n, s)| (format!("mail/box/{n}"), *s))
+        .collect();
+    server.put("prefixed", &prefixed);
+    server.put("top-bucket", &files);
+    // Another box's backups beside them do not count.
+    let other = "mail/other/duplicity-full.20260101T000000Z.manifest.gpg";
+    server.put("prefixed", &[(other.into(), 9)]);
+    for target in ["prefixed/mail/box", "top-bucket"] {
+        let mailbox = box_for_b2(
+            &server.url(),
+            &flavors()[0],
+            &format!("b2://{KEY_ID}:{QUOTED_KEY}@{target}"),
+        );
+        let got = status_without_directory(&mailbox);
+        assert!(got == want, "{target}: {got}\nwant {want}");
+        assert_eq!(
+            mailbox.status()["directory"],
+            format!("b2://{KEY_ID}@{target}")
         );
     }
 }

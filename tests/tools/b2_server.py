@@ -26,7 +26,8 @@ with BUCKET is an application key restricted to that bucket, which may not
 list other buckets nor create any. --bucket makes an empty bucket.
 
 Not part of B2, for the tests only: GET /_test/buckets -> {"NAME": {"FILE
-NAME": size}} of every bucket (live files, hidden ones left out), and GET
+NAME": size}} of every bucket (live files, hidden ones left out), POST
+/_test/put with {"BUCKET": {"FILE NAME": size}} puts files of zeros, and GET
 /_test/log -> every request line the server was sent.
 """
 import argparse
@@ -213,6 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             path = urllib.parse.urlsplit(self.path).path
             if path.startswith("/_test/"):
+                self.test_body = raw
                 return self.test_call(path)
             if path.startswith("/file/"):
                 return self.download_by_name(path, method == "HEAD")
@@ -243,6 +245,19 @@ class Handler(BaseHTTPRequestHandler):
                 body = {name: {v["fileName"]: v["contentLength"] for v in
                                listing(b, {"maxFileCount": 10000}, False)["files"]}
                         for name, b in self.state.buckets.items()}
+            elif path == "/_test/put":
+                # {"BUCKET": {"NAME": size}}: files of zero bytes.
+                for name, files in json.loads(self.test_body).items():
+                    bucket = self.state.buckets[name]
+                    for file_name, size in files.items():
+                        data = bytes(size)
+                        bucket["files"].append({
+                            "fileId": self.state.new_id("f"), "fileName": file_name,
+                            "action": "upload", "contentLength": size,
+                            "contentSha1": hashlib.sha1(data).hexdigest(),
+                            "contentType": "application/octet-stream", "fileInfo": {},
+                            "uploadTimestamp": int(time.time() * 1000), "data": data})
+                body = {}
             elif path == "/_test/log":
                 body = list(self.state.log)
             else:

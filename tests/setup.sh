@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 packages=(duplicity gnupg faketime python3 python3-dateutil python3-venv sqlite3 systemd
           systemd-container debootstrap util-linux dpkg-dev lintian
-          openssh-server openssh-client rsync python3-boto3)
+          openssh-server openssh-client rsync python3-boto3 python3-b2sdk)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -29,6 +29,10 @@ if ! "$venv/bin/duplicity" --version 2>/dev/null | grep -q '^duplicity 3\.'; the
     "$venv/bin/pip" install -q --no-deps 'duplicity==3.2.1' 'fasteners==0.19'
 fi
 "$venv/bin/python" -c 'import boto3' 2>/dev/null || "$venv/bin/pip" install -q 'boto3==1.44.8'
+# duplicity's b2 backend.
+b2sdk=2.13.2
+"$venv/bin/python" -c "import b2sdk, sys; sys.exit(b2sdk.__version__ != '$b2sdk')" 2>/dev/null ||
+    "$venv/bin/pip" install -q "b2sdk==$b2sdk"
 "$venv/bin/duplicity" --version
 /usr/bin/duplicity --version
 

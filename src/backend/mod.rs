@@ -1,10 +1,11 @@
 //! The backends: where backups go. `STORAGE_ROOT/backup/custom.yaml`, Mail-in-a-Box's own
 //! file, is parsed once (`settings.rs`) into a `Target`: a directory on this
-//! box, an ssh server reached with rsync, or an S3 bucket. The target knows
+//! box, an ssh server reached with rsync, an S3 bucket or a B2 bucket. The target knows
 //! its duplicity URL, the options and environment duplicity needs for it, how
 //! to list itself with sizes, how to check that it works, and what its units
 //! need. Nothing outside this module asks which kind it is.
 
+mod b2;
 mod cause;
 mod local;
 mod rsync;
@@ -19,10 +20,11 @@ use anyhow::Result;
 
 use crate::duplicity::inventory::Inventory;
 
+pub use b2::API_URL_VARIABLE as B2_API_URL_VARIABLE;
 pub use cause::{Cause, Unusable};
 pub use settings::{Settings, SETTINGS_CREDENTIAL, SETTINGS_FILE};
 
-/// A secret from the settings (the S3 secret key). It is never printed:
+/// A secret from the settings (the S3 secret key, the B2 application key). It is never printed:
 /// `Debug` says `<redacted>`, and the only way out is into a child's
 /// environment or a request signature.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,6 +111,7 @@ enum Kind {
     Local(local::Local),
     Rsync(rsync::Rsync),
     S3(s3::S3),
+    B2(b2::B2),
 }
 
 impl Target {
@@ -118,6 +121,7 @@ impl Target {
             Kind::Local(t) => t.url(),
             Kind::Rsync(t) => t.url(),
             Kind::S3(t) => t.url(),
+            Kind::B2(t) => t.url(),
         }
     }
 
@@ -127,6 +131,7 @@ impl Target {
             Kind::Local(t) => t.describe(),
             Kind::Rsync(t) => t.describe(),
             Kind::S3(t) => t.describe(),
+            Kind::B2(t) => t.describe(),
         }
     }
 
@@ -136,6 +141,7 @@ impl Target {
             Kind::Local(_) => Vec::new(),
             Kind::Rsync(t) => t.duplicity_options(),
             Kind::S3(t) => t.duplicity_options(),
+            Kind::B2(_) => Vec::new(),
         }
     }
 
@@ -145,6 +151,7 @@ impl Target {
         match &self.kind {
             Kind::Local(_) | Kind::Rsync(_) => Vec::new(),
             Kind::S3(t) => t.environment(),
+            Kind::B2(t) => t.environment(),
         }
     }
 
@@ -153,6 +160,7 @@ impl Target {
         match &self.kind {
             Kind::Local(_) | Kind::Rsync(_) => Vec::new(),
             Kind::S3(t) => vec![t.secret()],
+            Kind::B2(t) => vec![t.secret()],
         }
     }
 
@@ -163,6 +171,7 @@ impl Target {
             Kind::Local(t) => t.inventory(),
             Kind::Rsync(t) => t.inventory(),
             Kind::S3(t) => t.inventory(),
+            Kind::B2(t) => t.inventory(),
         }
     }
 
@@ -173,6 +182,7 @@ impl Target {
             Kind::Local(t) => t.check(),
             Kind::Rsync(t) => t.check(),
             Kind::S3(t) => t.check(),
+            Kind::B2(t) => t.check(),
         }
     }
 
@@ -185,7 +195,7 @@ impl Target {
     pub fn ssh_key(&self) -> Option<&Path> {
         match &self.kind {
             Kind::Rsync(t) => Some(t.key()),
-            Kind::Local(_) | Kind::S3(_) => None,
+            Kind::Local(_) | Kind::S3(_) | Kind::B2(_) => None,
         }
     }
 
@@ -195,7 +205,8 @@ impl Target {
         match &self.kind {
             Kind::Local(_) => local,
             Kind::Rsync(_) => rsync,
-            Kind::S3(_) => s3,
+            // The key is in the settings, as an S3 secret is.
+            Kind::S3(_) | Kind::B2(_) => s3,
         }
     }
 }

@@ -378,6 +378,16 @@ impl Client<'_> {
 /// A failure to reach the server: its cause, from ureq's error variant and
 /// the I/O error inside it, and the message for people.
 fn transport_failure(e: &ureq::Error, host: &str) -> (Cause, String) {
+    transport_failure_with(e, host, "s3+http:// is plain http")
+}
+
+/// `transport_failure` for any HTTP target: `plain_http` says how a
+/// plain-http endpoint is written, for a failed TLS handshake.
+pub(super) fn transport_failure_with(
+    e: &ureq::Error,
+    host: &str,
+    plain_http: &str,
+) -> (Cause, String) {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
     let port = host
         .rsplit_once(':')
@@ -399,9 +409,7 @@ fn transport_failure(e: &ureq::Error, host: &str) -> (Cause, String) {
                 ureq::Error::Io(io) => io,
                 e => e,
             };
-            format!(
-                "TLS with {host} failed ({why}): is it an https endpoint? (s3+http:// is plain http)"
-            )
+            format!("TLS with {host} failed ({why}): is it an https endpoint? ({plain_http})")
         }
         _ => match e {
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {

@@ -9,7 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_norway::Value;
 
-use super::{local::Local, rsync::Rsync, s3::S3, Kind, Secret, SshFiles, Target, UnitNeeds};
+use super::{
+    b2::B2, local::Local, rsync::Rsync, s3::S3, Kind, Secret, SshFiles, Target, UnitNeeds,
+};
 use crate::config::Layout;
 use crate::ping::PingUrl;
 use crate::status::report::KEEP_BACKUPS_FOR_DAYS;
@@ -207,7 +209,7 @@ impl Settings {
             Some(Value::Bool(false)) => "off".to_owned(),
             Some(Value::String(s)) => s.trim().to_owned(),
             Some(_) => bail!(
-                "{}: target must be local, off, or a URL (rsync://, s3://, s3+http://)",
+                "{}: target must be local, off, or a URL (rsync://, s3://, s3+http://, b2://)",
                 at("target")
             ),
         };
@@ -276,7 +278,7 @@ fn parse_target(
         )),
         "rsync" => Rsync::parse(rest, ssh, &layout.cache_dir).map(|t| Some(Kind::Rsync(t))),
         "s3" | "s3+http" => S3::parse(scheme == "s3", rest, user, pass).map(|t| Some(Kind::S3(t))),
-        "b2" => Err(b2_refusal(rest)),
+        "b2" => B2::parse(rest).map(|t| Some(Kind::B2(t))),
         // Only the scheme: the rest may hold a password.
         _ => Err(format!(
             "target {scheme}:// is not a kind of target mailbackup knows: {KINDS}"
@@ -285,25 +287,8 @@ fn parse_target(
 }
 
 const KINDS: &str = "use local, off, rsync://USER@HOST[:PORT]/PATH, \
-                     s3://[REGION@]HOST[:PORT]/BUCKET[/PREFIX] or s3+http://…";
-
-/// duplicity's b2 backend needs b2sdk, which Debian 12 does not ship, and
-/// no test here can reach B2: the same bucket works through B2's S3 API.
-fn b2_refusal(rest: &str) -> String {
-    // KEYID:KEY@BUCKET[/PREFIX]: never repeat the key.
-    let (key_id, place) = match rest.rsplit_once('@') {
-        Some((cred, place)) => (cred.split(':').next().unwrap_or(""), place),
-        None => ("", rest),
-    };
-    let place = place.trim_matches('/');
-    let key_id = if key_id.is_empty() { "KEYID" } else { key_id };
-    format!(
-        "b2:// targets are not supported; reach the same bucket through Backblaze's \
-         S3-compatible API instead: `target: s3://s3.REGION.backblazeb2.com/{place}`, \
-         `target_user: {key_id}`, `target_pass: <the application key>` (the endpoint, with \
-         its REGION, is shown on the bucket's page at Backblaze)"
-    )
-}
+                     s3://[REGION@]HOST[:PORT]/BUCKET[/PREFIX], s3+http://… \
+                     or b2://KEYID:KEY@BUCKET[/PATH]";
 
 /// The first line (1-based) where a top-level `key:` is written.
 fn line_of(text: &str, key: &str) -> Option<usize> {
@@ -315,16 +300,28 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// The values of the `target_pass:` and `ping_url:` lines, to keep them
-/// out of error messages when the file does not parse.
+/// The values of the `target_pass:` and `ping_url:` lines and a `b2://`
+/// target's key, to keep them out of error messages when the file does not parse.
 fn raw_secrets(text: &str) -> Vec<Secret> {
-    text.lines()
+    let mut secrets: Vec<Secret> = text
+        .lines()
         .filter(|l| l.starts_with("target_pass") || l.starts_with("ping_url"))
         .filter_map(|line| {
             let value = line.split_once(':')?.1.trim().trim_matches(['"', '\'']);
             (!value.is_empty()).then(|| Secret::new(value.to_owned()))
         })
-        .collect()
+        .collect();
+    // And the key of a `b2://KEYID:KEY@BUCKET` target.
+    if let Some(key) = text
+        .split_once("b2://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, key)| key.trim())
+        .filter(|key| !key.is_empty())
+    {
+        secrets.push(Secret::new(key.to_owned()));
+    }
+    secrets
 }
 
 /// A warning for each top-level key that mailbackup does not know, with
@@ -516,7 +513,7 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         // Bad values stay errors.
-        let e = err("target: local\nmin_age_in_days: 0\nextra: 1\n");
+        let e = err("target: local\nmin_age_in_days: -2\nextra: 1\n");
         assert!(e.contains("min_age_in_days"), "{e}");
     }
 
@@ -548,13 +545,16 @@ mod tests {
     }
 
     #[test]
-    fn b2_is_refused_with_the_s3_equivalent_and_without_the_key() {
-        let e = err("target: b2://0012ab:K001secretkey@my-bucket/box\n");
-        assert!(
-            e.contains("s3://s3.REGION.backblazeb2.com/my-bucket/box")
-                && e.contains("target_user: 0012ab")
-                && !e.contains("K001secretkey"),
-            "{e}"
-        );
+    fn b2_as_mail_in_a_box_writes_it() {
+        let s =
+            parse("min_age_in_days: 3\ntarget: b2://0012ab:K001se%2Fcret@my-bucket/box\n").unwrap();
+        let t = s.target.unwrap();
+        assert_eq!(t.url(), "b2://0012ab@my-bucket/box");
+        assert!(t.is_remote());
+        assert!(t.secrets()[0].occurs_in("K001se/cret"));
+        let e = err("target: b2://0012ab:K001secret@bkt/box\n");
+        assert!(e.contains("line 1") && !e.contains("K001secret"), "{e}");
+        let e = err("target: [b2://0012ab:K001secret@my-bucket\n");
+        assert!(!e.contains("K001secret"), "{e}");
     }
 }

@@ -36,6 +36,7 @@ mod root {
 }
 
 mod servers {
+    mod b2;
     mod causes;
     mod install;
     mod remote;
@@ -43,6 +44,7 @@ mod servers {
 }
 
 mod e2e {
+    mod b2;
     mod backup;
     mod before_backup;
     mod fidelity;

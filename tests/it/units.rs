@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::describe;
-use mailbackup::backend::UnitNeeds;
+use mailbackup::backend::{Settings, SshFiles, UnitNeeds};
 use mailbackup::config::Layout;
 use mailbackup::systemd::units::{self, UnitSettings};
 
@@ -134,6 +134,31 @@ fn golden_units_ping() {
 #[test]
 fn golden_units_remote_s3() {
     check_golden("remote-s3", &remote_settings(true));
+}
+
+/// A B2 bucket, as Mail-in-a-Box writes it: the key is in the settings, so
+/// the units load them as a credential, and reach the network.
+#[test]
+fn golden_units_remote_b2() {
+    let layout = Layout::new(Path::new("/home/user-data"));
+    let path = layout.backup_dir.join("custom.yaml");
+    let ssh = SshFiles::new(Path::new("/root"), Path::new("/var/lib/mailbackup"));
+    let settings = Settings::parse(
+        &path,
+        "target: b2://0012ab:K001a%2Fb@my-bucket/box\n",
+        &layout,
+        &ssh,
+    )
+    .unwrap();
+    let needs = settings.target.unwrap().unit_needs(&path);
+    assert!(needs.network && !needs.state_directory);
+    check_golden(
+        "remote-b2",
+        &UnitSettings {
+            target: needs,
+            ..default_settings()
+        },
+    );
 }
 
 #[test]

@@ -461,11 +461,7 @@ fn off_b2_and_broken_settings() {
     for (yaml, needles) in [
         (
             "target: b2://00a1b2:K00secretpart@bkt/box\n",
-            vec![
-                "line 1",
-                "s3://s3.REGION.backblazeb2.com/bkt/box",
-                "target_user: 00a1b2",
-            ],
+            vec!["line 1", "is not a B2 bucket name"],
         ),
         (
             "min_age_in_days: 3\ntarget: sftp://u@h/x\n",

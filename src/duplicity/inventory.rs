@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::duplicity::backup_set::{Part, SetNameParser, Stamp};
+use crate::duplicity::backup_set::{Part, SetFile, SetNameParser, Stamp};
 
 /// One backup: every file on the target with the same end time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,17 @@ pub struct Inventory {
     /// Entries that are not duplicity files: skipped, but counted.
     pub unknown_files: u64,
     pub unknown_size: u64,
+    /// Every duplicity file, with its size: what a restore of part of the
+    /// backup reads is counted from them.
+    pub files: Vec<TargetFile>,
+}
+
+/// One duplicity file on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFile {
+    pub name: String,
+    pub file: SetFile,
+    pub size: u64,
 }
 
 /// A directory entry: its name, its size, and whether it is a regular file.
@@ -49,6 +60,7 @@ pub struct InventoryBuilder {
     sets: HashMap<Stamp, Backup>,
     unknown_files: u64,
     unknown_size: u64,
+    files: Vec<TargetFile>,
 }
 
 impl InventoryBuilder {
@@ -72,6 +84,11 @@ impl InventoryBuilder {
         });
         backup.size += entry.size;
         backup.complete |= file.part == Part::Manifest && !file.partial;
+        self.files.push(TargetFile {
+            name: String::from_utf8_lossy(entry.name).into_owned(),
+            file,
+            size: entry.size,
+        });
     }
 
     pub fn finish(self) -> Inventory {
@@ -81,6 +98,7 @@ impl InventoryBuilder {
             backups,
             unknown_files: self.unknown_files,
             unknown_size: self.unknown_size,
+            files: self.files,
         }
     }
 }
@@ -105,6 +123,7 @@ impl InventoryBuilder {
         }
         self.unknown_files += other.unknown_files;
         self.unknown_size += other.unknown_size;
+        self.files.extend(other.files);
     }
 
     /// Stats and adds directory entries. An entry removed meanwhile (by a

@@ -4,6 +4,7 @@
 
 pub mod backup_set;
 pub mod inventory;
+pub mod manifest;
 pub mod migration;
 
 use std::ffi::{OsStr, OsString};

@@ -498,6 +498,7 @@ mod tests {
             backups: vec![backup("20261123T010000Z", None, 1536)],
             unknown_files: 1,
             unknown_size: 3,
+            files: vec![],
         };
         let r = backup_status(
             &inventory,
@@ -529,6 +530,7 @@ mod tests {
                 backups,
                 unknown_files: unknown,
                 unknown_size: 0,
+                files: vec![],
             };
             check_health(&inv, "/d", now, 36, failed, None)
         };
@@ -559,6 +561,7 @@ mod tests {
             backups: vec![young.clone()],
             unknown_files: 0,
             unknown_size: 0,
+            files: vec![],
         };
         let (h, line) = check_health(&inv, "/d", now, 36, false, Some("the key is missing"));
         assert_eq!(h, Health::Critical);

@@ -4,8 +4,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::backend::Target;
 use crate::config::Config;
 use crate::duplicity::{self, Duplicity, EXIT_USER_ERROR};
+use crate::status::history::Operation;
+use crate::status::publish::{self, Timed};
 
 /// Delete backups no longer needed, then what interrupted backups left.
 ///
@@ -24,12 +27,26 @@ pub struct PruneArgs {
 
 pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
-    let layout = config.layout();
     let settings = super::load_settings(&config)?;
     let Some(target) = &settings.target else {
         eprintln!("mailbackup: {}: nothing to prune", settings.off());
         return Ok(0);
     };
+    let timed = Timed::start(Operation::Prune);
+    let keep_days = args.keep_days.unwrap_or(settings.min_age_in_days);
+    let result = prune(&config, target, keep_days);
+    publish::finished(
+        &config.layout(),
+        Some(target),
+        &timed,
+        *result.as_ref().unwrap_or(&1),
+        |_| {},
+    );
+    result
+}
+
+fn prune(config: &Config, target: &Target, keep_days: u32) -> Result<u8> {
+    let layout = config.layout();
     if target.inventory()?.backups.is_empty() {
         eprintln!(
             "mailbackup: no backups in {}, nothing to prune",
@@ -37,8 +54,7 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
         );
         return Ok(0);
     }
-    let keep_days = args.keep_days.unwrap_or(settings.min_age_in_days);
-    let key = super::load_key(&config)?;
+    let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     for args in [
         duplicity::remove_older_than_args(&layout, target, keep_days),

@@ -4,10 +4,13 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::config::Config;
+use crate::backend::Target;
+use crate::config::{Config, Layout};
 use crate::duplicity::inventory::Backup;
 use crate::duplicity::migration;
 use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
+use crate::status::history::{BackedUp, History, Operation};
+use crate::status::publish::{self, Timed};
 use crate::status::report::should_force_full;
 
 /// Back up STORAGE_ROOT (without its backup/ directory) with duplicity.
@@ -62,9 +65,45 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         eprintln!("mailbackup: {}: nothing backed up", settings.off());
         return Ok(0);
     };
+    let timed = Timed::start(Operation::Backup);
+    let result = back_up(&config, &layout, target, args);
+    let code = *result.as_ref().unwrap_or(&1);
+    // Under systemd without a snapshot, the unit stopped the mail services
+    // for the whole run (--downtime full).
+    let stopped_for_run = !args.from_snapshot && std::env::var_os("INVOCATION_ID").is_some();
+    publish::finished(&layout, Some(target), &timed, code, |h| {
+        if stopped_for_run {
+            h.mail_downtime_seconds = Some(timed.elapsed_seconds());
+        }
+        if code == 0 {
+            note_backed_up(h, &timed, args.from_snapshot);
+        }
+    });
+    result
+}
+
+/// Notes when the data of the backup just made was taken.
+fn note_backed_up(h: &mut History, timed: &Timed, from_snapshot: bool) {
+    let run_started = timed.started_unix();
+    let data_as_of = match (from_snapshot, h.snapshot_taken) {
+        (true, Some(taken)) if taken <= run_started => taken,
+        // Unknown: the earliest it can be is not known, so nothing
+        // unchanged since can be told apart.
+        (true, _) => 0,
+        (false, _) => run_started,
+    };
+    h.backed_up = Some(BackedUp {
+        run_started,
+        run_ended: run_started + timed.elapsed_seconds().ceil() as i64,
+        data_as_of,
+    });
+}
+
+fn back_up(config: &Config, layout: &Layout, target: &Target, args: &RunArgs) -> Result<u8> {
+    let layout = layout.clone();
     super::refuse_during_restore(&layout)?;
     let inventory = target.inventory()?;
-    let key = super::load_key(&config)?;
+    let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     if args.from_snapshot && !layout.snapshot_dir.is_dir() {
         bail!(

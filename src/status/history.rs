@@ -73,11 +73,18 @@ pub struct History {
     /// When the last snapshot's completion started (the mail services were
     /// stopped or frozen): the data of the backup made from it is as of then.
     pub snapshot_taken: Option<i64>,
-    /// The newest backup made from this box, and when the data it holds
-    /// was taken: a file whose inode has not changed since is in it as it
-    /// is now.
-    pub newest_backup: Option<String>,
-    pub newest_backup_data_as_of: Option<i64>,
+    /// The last backup that succeeded, and when the data it holds was
+    /// taken.
+    pub backed_up: Option<BackedUp>,
+}
+
+/// A successful backup run: the set it wrote is dated within the run, and
+/// a file whose inode has not changed since `data_as_of` is in it as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackedUp {
+    pub run_started: i64,
+    pub run_ended: i64,
+    pub data_as_of: i64,
 }
 
 impl History {

@@ -17,6 +17,12 @@ if ! command -v cargo-deb > /dev/null; then
     exit 1
 fi
 profile=${MAILBACKUP_DEB_PROFILE:-release}
+# --version and the man pages say the package's version.
+if [ -n "${MAILBACKUP_DEB_VERSION:-}" ]; then
+    export MAILBACKUP_VERSION=$MAILBACKUP_DEB_VERSION
+else
+    unset MAILBACKUP_VERSION
+fi
 cargo build --profile "$profile" --locked -q
 
 docs=target/deb-docs

@@ -21,7 +21,7 @@ use crate::config::DEFAULT_CONFIG;
 #[derive(Debug, Parser)]
 #[command(
     name = "mailbackup",
-    version,
+    version = crate::VERSION,
     after_help = "Examples:\n  mailbackup install\n  systemctl start mailbackup.service\n  mailbackup status\n  mailbackup restore --to /root/restored --path mail/mailboxes"
 )]
 pub struct Cli {

@@ -17,6 +17,14 @@ pub mod systemd;
 
 use anyhow::Result;
 
+/// The version `--version` and the man pages give: the Debian package's
+/// (`MAILBACKUP_VERSION`, set by `packaging/build-deb.sh` from
+/// `MAILBACKUP_DEB_VERSION`) when it was built as one, else Cargo.toml's.
+pub const VERSION: &str = match option_env!("MAILBACKUP_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 use cli::{Cli, Command};
 
 /// Runs one command; the result is the process's exit code.

@@ -64,6 +64,13 @@ fn upgrade_remove_and_purge_reach_the_units_and_never_the_backups() {
     let out = c.ok(&format!(
         "DEBIAN_FRONTEND=noninteractive apt-get install -y /srv/next/{next_name} 2>&1"
     ));
+    let next_version = field(&next, "Version");
+    assert_eq!(
+        c.ok("mailbackup --version").trim(),
+        format!("mailbackup {next_version}")
+    );
+    let page = c.ok("zcat /usr/share/man/man1/mailbackup.1.gz");
+    assert!(page.contains(&next_version), "{page}");
     assert!(
         out.contains("keeping the options of the earlier install: --on-calendar '*-*-* 04:30:00'"),
         "{out}"
@@ -146,8 +153,11 @@ fn upgrade_remove_and_purge_reach_the_units_and_never_the_backups() {
     assert!(files.contains("mailbackup.timer\n"), "{files}");
     assert_eq!(c.ok(KEPT), kept);
 
-    // Purge: the units mailbackup wrote go; the operator's stay, and so does the rest.
+    // Purge: the units mailbackup wrote go, and /var/lib/mailbackup; the
+    // operator's stay, and so does the rest.
+    c.ok("mkdir -p /var/lib/mailbackup && touch /var/lib/mailbackup/known_hosts");
     c.ok("DEBIAN_FRONTEND=noninteractive apt-get purge -y mailbackup");
+    assert!(c.sh("test -e /var/lib/mailbackup").status.code() == Some(1));
     assert_eq!(
         unit_files(&c),
         "mailbackup-local.service\nmailbackup.service.d\n"

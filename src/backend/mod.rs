@@ -5,6 +5,7 @@
 //! to list itself with sizes, how to check that it works, and what its units
 //! need. Nothing outside this module asks which kind it is.
 
+mod cause;
 mod local;
 mod rsync;
 mod s3;
@@ -18,6 +19,7 @@ use anyhow::Result;
 
 use crate::duplicity::inventory::Inventory;
 
+pub use cause::{Cause, Unusable};
 pub use settings::{Settings, SETTINGS_CREDENTIAL, SETTINGS_FILE};
 
 /// A secret from the settings (the S3 secret key). It is never printed:
@@ -216,33 +218,6 @@ impl UnitNeeds {
         ]
     }
 }
-
-/// A target that could not be used, with its cause in one line (`bad
-/// credentials: …`, `unreachable: …`, `no such bucket: …`). `absent`: the
-/// server answered that the bucket or directory does not exist, so there is
-/// certainly no backup there, which `status --check` calls critical rather
-/// than unknown.
-#[derive(Debug)]
-pub struct Unusable {
-    pub message: String,
-    pub absent: bool,
-}
-
-impl Unusable {
-    /// `message` ends with `cause`, one of the causes the backends name.
-    fn error(message: String, cause: &str) -> anyhow::Error {
-        let absent = cause.starts_with("no such bucket:") || cause.starts_with("no such path:");
-        anyhow::Error::new(Unusable { message, absent })
-    }
-}
-
-impl fmt::Display for Unusable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Unusable {}
 
 /// What reaching a target off the box says in a unit installed for a
 /// target on it, which has no network.

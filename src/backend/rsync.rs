@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use super::{plain_word, SshFiles, Unusable};
+use super::cause::{probe, Unreached};
+use super::{plain_word, Cause, SshFiles, Unusable};
 use crate::duplicity::inventory::{Entry, Inventory, InventoryBuilder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,14 +179,16 @@ impl Rsync {
         if out.status.success() {
             return Ok(out.stdout);
         }
-        let cause = diagnose(
-            &String::from_utf8_lossy(&out.stderr),
-            out.status.code(),
-            self,
-        );
+        let code = out.status.code();
+        // ssh's own failures, passed on by rsync: what a connection tells.
+        let probed = match code {
+            Some(c) if SSH_FAILED.contains(&c) => probe(&self.host, self.port.unwrap_or(22)),
+            _ => Ok(()),
+        };
+        let (cause, text) = diagnose(&String::from_utf8_lossy(&out.stderr), code, probed, self);
         Err(Unusable::error(
-            format!("{} {doing}: {cause}", self.describe()),
-            &cause,
+            cause,
+            format!("{} {doing}: {text}", self.describe()),
         ))
     }
 
@@ -333,17 +336,73 @@ pub fn parse_list_only(listing: &[u8]) -> Vec<Entry<'_>> {
     entries
 }
 
-/// What went wrong, by cause, from ssh's and rsync's messages.
-fn diagnose(stderr: &str, code: Option<i32>, target: &Rsync) -> String {
-    let host = &target.host;
-    let host_port = match target.port {
-        Some(p) => format!("{host}:{p}"),
-        None => format!("{host}:22"),
-    };
-    let known_hosts_name = match target.port {
-        Some(p) if p != 22 => format!("[{}]:{p}", host.trim_matches(['[', ']'])),
-        _ => host.trim_matches(['[', ']']).to_owned(),
-    };
+/// rsync's exit codes when its remote shell ended before rsync's protocol
+/// began: ssh's own 255 passed on, or RERR_STREAMIO (rsync 3.5 says so
+/// for a host key that ssh refused).
+const SSH_FAILED: [i32; 2] = [255, 12];
+/// rsync's RERR_PROTOCOL: what came back was not rsync's protocol (a
+/// shell, nologin or a startup file, printed text first).
+const RSYNC_PROTOCOL: i32 = 2;
+
+/// The cause of a failed rsync: from its exit code; for ssh's failures
+/// from `probed` (a name lookup and a connection), then from ssh's words
+/// where nothing else tells; for a failed file operation from its errno.
+fn rsync_cause(code: Option<i32>, stderr: &str, probed: &Result<(), Unreached>) -> Cause {
+    match (code, probed) {
+        (_, Err(unreached)) => unreached.cause(),
+        (Some(RSYNC_PROTOCOL), _) => Cause::NoUsableShell,
+        (Some(c), Ok(())) if SSH_FAILED.contains(&c) => {
+            openssh_failure(stderr).unwrap_or(Cause::Other)
+        }
+        _ => rsync_errno(stderr).map_or(Cause::Other, |errno| {
+            Cause::of_io(&std::io::Error::from_raw_os_error(errno))
+        }),
+    }
+}
+
+/// The causes of an ssh failure (`SSH_FAILED`) that reach no further
+/// than its messages: a connection was made, then ssh gave up. These are
+/// OpenSSH's exact words (`ssh` 9.x, sshconnect.c and sshconnect2.c), with
+/// `LC_ALL=C`; `tests/remote.rs` holds them to a real OpenSSH sshd
+/// (`targets_that_cannot_work_fail_with_their_cause_and_show_no_secret`).
+fn openssh_failure(stderr: &str) -> Option<Cause> {
+    let has = |s: &str| stderr.contains(s);
+    if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key verification failed.") {
+        Some(Cause::HostKeyChanged)
+    } else if stderr
+        .lines()
+        .any(|l| l.contains(": Permission denied (") && l.ends_with(")."))
+    {
+        // `USER@HOST: Permission denied (publickey,password).`
+        Some(Cause::BadCredentials)
+    } else if has("Connection closed by") || has("Connection reset by") {
+        Some(Cause::Unreachable)
+    } else {
+        None
+    }
+}
+
+/// The errno of rsync's first failed file operation: its messages end
+/// with it, `rsync: [sender] change_dir "/srv/b" failed: No such file or
+/// directory (2)`.
+fn rsync_errno(stderr: &str) -> Option<i32> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("rsync: "))
+        .find_map(|l| {
+            let inner = l.trim_end().strip_suffix(')')?;
+            let (_, number) = inner.rsplit_once(" (")?;
+            number.parse().ok()
+        })
+}
+
+/// What went wrong: the cause, and what to do in words.
+fn diagnose(
+    stderr: &str,
+    code: Option<i32>,
+    probed: Result<(), Unreached>,
+    target: &Rsync,
+) -> (Cause, String) {
     // sshd's note on a user whose home directory is missing, printed on
     // every login, names no cause of this failure.
     let stderr: String = stderr
@@ -351,63 +410,75 @@ fn diagnose(stderr: &str, code: Option<i32>, target: &Rsync) -> String {
         .filter(|l| !l.starts_with("Could not chdir to home directory"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let has = |s: &str| stderr.contains(s);
-    if has("Address family not supported") {
-        super::NO_NETWORK.to_owned()
-    } else if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key verification failed") {
-        format!(
-            "host key changed: the server at {host_port} shows another host key than the one \
-             pinned in {kh}; if the server's key was changed on purpose, remove the old one with \
-             `ssh-keygen -R '{known_hosts_name}' -f {kh}` and run `mailbackup check-target`",
-            kh = target.known_hosts.display()
-        )
-    } else if has("Permission denied") && (has("publickey") || has("password")) {
-        format!(
+    let cause = rsync_cause(code, &stderr, &probed);
+    let host = &target.host;
+    let host_port = match target.port {
+        Some(p) => format!("{host}:{p}"),
+        None => format!("{host}:22"),
+    };
+    let text = match cause {
+        Cause::NoNetwork => super::NO_NETWORK.to_owned(),
+        Cause::HostKeyChanged => host_key_changed(target, &host_port),
+        Cause::BadCredentials => format!(
             "bad credentials: {host_port} refused the ssh key {key} for {user}: add the line of \
              {key}.pub to ~{user}/.ssh/authorized_keys on the server",
             key = target.key.display(),
             user = target.user
-        )
-    } else if has("Could not resolve hostname") || has("Name or service not known") {
-        format!("name not resolved: {host} is not a known host name (check the spelling and DNS)")
-    } else if has("Connection refused") {
-        format!("unreachable: {host_port} refused the connection (is sshd listening on that port?)")
-    } else if has("Network is unreachable")
-        || has("No route to host")
-        || has("timed out")
-        || has("Connection closed")
-    {
-        format!("unreachable: no connection to {host_port}")
-    } else if has("is your shell clean") {
+        ),
+        Cause::NameNotResolved => {
+            format!(
+                "name not resolved: {host} is not a known host name (check the spelling and DNS)"
+            )
+        }
+        Cause::Unreachable => match probed {
+            Err(Unreached::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                format!("unreachable: {host_port} refused the connection (is sshd listening on that port?)")
+            }
+            _ => format!("unreachable: no connection to {host_port}"),
+        },
         // What nologin or a talkative shell startup file writes reaches
         // rsync in the place of its protocol.
-        format!(
+        Cause::NoUsableShell => format!(
             "no usable shell: {user} logs in on {host} with the key, but its shell (nologin?) \
              or the shell's startup files print text, and rsync cannot start: give {user} a \
              shell such as /bin/sh, with startup files that print nothing",
             user = target.user
-        )
-    } else if has("No such file or directory") {
-        format!(
+        ),
+        Cause::NoSuchPath => format!(
             "no such path: {} does not exist on {host}: create it there (duplicity does not)",
             target.path
-        )
-    } else if has("Permission denied") {
-        format!(
+        ),
+        Cause::AccessDenied => format!(
             "permission denied: {} on {host} cannot be read or written by {}",
             target.path, target.user
-        )
-    } else {
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no message");
-        format!(
-            "rsync failed (exit code {}): {last}",
-            code.map_or_else(|| "none".to_owned(), |c| c.to_string())
-        )
-    }
+        ),
+        _ => {
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            format!(
+                "rsync failed (exit code {}): {last}",
+                code.map_or_else(|| "none".to_owned(), |c| c.to_string())
+            )
+        }
+    };
+    (cause, text)
+}
+
+fn host_key_changed(target: &Rsync, host_port: &str) -> String {
+    let host = target.host.trim_matches(['[', ']']);
+    let known_hosts_name = match target.port {
+        Some(p) if p != 22 => format!("[{host}]:{p}"),
+        _ => host.to_owned(),
+    };
+    format!(
+        "host key changed: the server at {host_port} shows another host key than the one \
+         pinned in {kh}; if the server's key was changed on purpose, remove the old one with \
+         `ssh-keygen -R '{known_hosts_name}' -f {kh}` and run `mailbackup check-target`",
+        kh = target.known_hosts.display()
+    )
 }
 
 #[cfg(test)]
@@ -533,39 +604,77 @@ mod tests {
     #[test]
     fn failures_are_named_by_cause() {
         let t = Rsync::parse_test("u@h.example:2222//srv/b", &ssh()).unwrap();
-        let d = |s: &str| diagnose(s, Some(255), &t);
-        assert!(d("@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n")
-            .contains("ssh-keygen -R '[h.example]:2222' -f /var/lib/mailbackup/known_hosts"));
-        assert!(d("u@h.example: Permission denied (publickey).\n").starts_with("bad credentials"));
-        assert!(
-            d("ssh: Could not resolve hostname h.example: Name or service not known\n")
-                .starts_with("name not resolved")
-        );
-        assert!(
-            d("ssh: connect to host h.example port 2222: Connection refused\n")
-                .starts_with("unreachable")
-        );
-        assert!(
-            d("rsync: [sender] change_dir \"/srv/b\" failed: No such file or directory (2)\n")
-                .starts_with("no such path")
-        );
-        assert!(
-            d("socket: Address family not supported by protocol\n").contains("mailbackup install")
-        );
-        assert!(d("something else\n").contains("something else"));
-        // A user without a home directory: sshd says so at each login.
+        let refused = || {
+            Err(Unreached::Connect(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            ))
+        };
+        let d = |stderr: &str, code: i32, probed: Result<(), Unreached>| {
+            diagnose(stderr, Some(code), probed, &t)
+        };
         let no_home = "Could not chdir to home directory /home/u: No such file or directory\n";
-        assert!(d(&format!(
-            "{no_home}rsync: [sender] change_dir \"/srv/b\" failed: Permission denied (13)\n"
-        ))
-        .starts_with("permission denied"),);
+        let closed = "rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]\n\
+            rsync error: unexplained error (code 255) at io.c(232) [Receiver=3.2.7]\n";
+        for (stderr, code, probed, cause, words) in [
+            (
+                format!("@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n{closed}"),
+                12, Ok(()), Cause::HostKeyChanged,
+                "host key changed: the server at h.example:2222",
+            ),
+            (
+                format!("u@h.example: Permission denied (publickey).\n{closed}"),
+                255, Ok(()), Cause::BadCredentials, "bad credentials: h.example:2222 refused",
+            ),
+            (closed.to_owned(), 255, Err(Unreached::Name), Cause::NameNotResolved, "name not resolved"),
+            (closed.to_owned(), 255, refused(), Cause::Unreachable, "unreachable: h.example:2222 refused"),
+            (
+                closed.to_owned(), 255,
+                Err(Unreached::Connect(std::io::ErrorKind::TimedOut.into())),
+                Cause::Unreachable, "unreachable: no connection to h.example:2222",
+            ),
+            (
+                closed.to_owned(), 255,
+                Err(Unreached::Connect(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT))),
+                Cause::NoNetwork, "no network here",
+            ),
+            (
+                format!("{no_home}rsync: [sender] change_dir \"/srv/b\" failed: No such file or directory (2)\n"),
+                23, Ok(()), Cause::NoSuchPath, "no such path: /srv/b",
+            ),
+            (
+                format!("{no_home}rsync: [sender] change_dir \"/srv/b\" failed: Permission denied (13)\n"),
+                23, Ok(()), Cause::AccessDenied, "permission denied: /srv/b",
+            ),
+            (
+                format!("{no_home}protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)\nrsync error: protocol incompatibility (code 2) at compat.c(625) [Receiver=3.5.0]\n"),
+                2, Ok(()), Cause::NoUsableShell, "no usable shell",
+            ),
+            ("something else\n".to_owned(), 255, Ok(()), Cause::Other, "rsync failed (exit code 255): something else"),
+            ("something else\n".to_owned(), 12, Ok(()), Cause::Other, "rsync failed (exit code 12): something else"),
+        ] {
+            let (got, text) = d(&stderr, code, probed);
+            assert_eq!(got, cause, "{stderr}");
+            assert!(text.starts_with(words), "{words:?}: {text}");
+        }
+        let (_, text) = d("Host key verification failed.\n", 255, Ok(()));
         assert!(
-            d(&format!("{no_home}protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)\nrsync error: protocol incompatibility (code 2) at compat.c(625) [Receiver=3.5.0]\n"))
-                .starts_with("no usable shell"),
+            text.contains("ssh-keygen -R '[h.example]:2222' -f /var/lib/mailbackup/known_hosts"),
+            "{text}"
         );
-        assert!(
-            d(&format!("{no_home}rsync: [sender] change_dir \"/srv/b\" failed: No such file or directory (2)\n"))
-                .starts_with("no such path"),
+    }
+
+    #[test]
+    fn errno_is_read_from_rsync_lines_only() {
+        assert_eq!(
+            rsync_errno("rsync: [Receiver] mkdir \"/x\" failed: Read-only file system (30)\n"),
+            Some(30)
+        );
+        assert_eq!(rsync_errno("ssh: something (2)\n"), None);
+        assert_eq!(
+            rsync_errno(
+                "rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]\n"
+            ),
+            None
         );
     }
 }

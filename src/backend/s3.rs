@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
@@ -22,7 +22,7 @@ use aws_sigv4::sign::v4;
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, UrlStyle};
 
-use super::{Secret, Unusable};
+use super::{Cause, Secret, Unusable};
 use crate::duplicity::inventory::{Entry, Inventory, InventoryBuilder};
 
 /// The region requests are signed for when neither the URL nor the host
@@ -356,57 +356,92 @@ impl Client<'_> {
         let request = request
             .body(body.to_vec())
             .map_err(|e| anyhow!("{what}: {e}"))?;
-        let mut response = match self.agent.run(request) {
-            Ok(r) => r,
-            Err(e) => bail!("{what} {doing}: {}", transport_failure(&e, &t.host)),
+        let unusable = |(cause, text): (Cause, String)| {
+            Unusable::error(cause, format!("{what} {doing}: {text}"))
         };
+        let mut response = self
+            .agent
+            .run(request)
+            .map_err(|e| unusable(transport_failure(&e, &t.host)))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| anyhow!("{what} {doing}: {}", transport_failure(&e, &t.host)))?;
+            .map_err(|e| unusable(transport_failure(&e, &t.host)))?;
         if (200..300).contains(&status) {
             return Ok(text);
         }
-        let cause = http_failure(status, &text, t);
-        Err(Unusable::error(format!("{what} {doing}: {cause}"), &cause))
+        Err(unusable(http_failure(status, &text, t)))
     }
 }
 
-/// A failure to reach the server, by cause.
-fn transport_failure(e: &ureq::Error, host: &str) -> String {
+/// A failure to reach the server: its cause, from ureq's error variant and
+/// the I/O error inside it, and the message for people.
+fn transport_failure(e: &ureq::Error, host: &str) -> (Cause, String) {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let tls = |why: &dyn std::fmt::Display| {
-        format!(
-            "TLS with {host} failed ({why}): is it an https endpoint? (s3+http:// is plain http)"
-        )
+    let port = host
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(443);
+    let cause = match Cause::of_transport(e) {
+        // std's failed name lookup has no kind of its own: look again (the
+        // port matters little: a connection there or not is unreachable).
+        Cause::Other if matches!(e, ureq::Error::Io(_)) => super::cause::probe(name, port)
+            .err()
+            .map_or(Cause::Unreachable, |u| u.cause()),
+        cause => cause,
     };
-    match e {
-        ureq::Error::HostNotFound => format!("name not resolved: {name} is not a known host name"),
-        ureq::Error::Io(io) if io.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-            super::NO_NETWORK.to_owned()
+    let text = match cause {
+        Cause::NameNotResolved => format!("name not resolved: {name} is not a known host name"),
+        Cause::NoNetwork => super::NO_NETWORK.to_owned(),
+        Cause::TlsFailure => {
+            let why: &dyn std::fmt::Display = match e {
+                ureq::Error::Io(io) => io,
+                e => e,
+            };
+            format!(
+                "TLS with {host} failed ({why}): is it an https endpoint? (s3+http:// is plain http)"
+            )
         }
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
+        _ => match e {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 format!("unreachable: {host} refused the connection")
             }
-            std::io::ErrorKind::TimedOut => format!("unreachable: no answer from {host}"),
-            _ if io.to_string().contains("failed to lookup address") => {
-                format!("name not resolved: {name} is not a known host name")
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                format!("unreachable: no answer from {host}")
             }
-            // rustls, handed a plain-http answer to its TLS hello.
-            _ if io.to_string().contains("corrupt message") => tls(io),
-            _ => format!("unreachable: {host}: {io}"),
+            ureq::Error::Io(io) => format!("unreachable: {host}: {io}"),
+            ureq::Error::Timeout(_) => format!("unreachable: no answer from {host}"),
+            ureq::Error::ConnectionFailed => format!("unreachable: no connection to {host}"),
+            _ => format!("{host}: {e}"),
         },
-        ureq::Error::Timeout(_) => format!("unreachable: no answer from {host}"),
-        ureq::Error::ConnectionFailed => format!("unreachable: no connection to {host}"),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => tls(e),
-        _ => format!("{host}: {e}"),
+    };
+    (cause, text)
+}
+
+/// The cause of an S3 error answer: its `<Code>`, else its HTTP status.
+fn s3_cause(status: u16, code: &str) -> Cause {
+    match code {
+        "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "InvalidToken"
+        | "ExpiredToken"
+        | "InvalidSecurity" => Cause::BadCredentials,
+        "NoSuchBucket" => Cause::NoSuchBucket,
+        "AccessDenied" | "AllAccessDisabled" => Cause::AccessDenied,
+        "PermanentRedirect"
+        | "AuthorizationHeaderMalformed"
+        | "IllegalLocationConstraintException" => Cause::WrongRegion,
+        _ => match status {
+            403 => Cause::AccessDenied,
+            404 => Cause::NoSuchBucket,
+            _ => Cause::Other,
+        },
     }
 }
 
-/// The S3 error `<Code>` of an answer, by cause.
-fn http_failure(status: u16, body: &str, t: &S3) -> String {
+/// An S3 error answer: its cause (`s3_cause`) and the message for people.
+fn http_failure(status: u16, body: &str, t: &S3) -> (Cause, String) {
     let tag = |name: &str| {
         let open = format!("<{name}>");
         let close = format!("</{name}>");
@@ -416,48 +451,44 @@ fn http_failure(status: u16, body: &str, t: &S3) -> String {
     };
     let code = tag("Code").unwrap_or_default();
     let message = tag("Message").unwrap_or_default();
-    match code.as_str() {
-        "InvalidAccessKeyId"
-        | "SignatureDoesNotMatch"
-        | "InvalidToken"
-        | "ExpiredToken"
-        | "InvalidSecurity" => format!(
+    let cause = s3_cause(status, &code);
+    let text = match cause {
+        Cause::BadCredentials => format!(
             "bad credentials: {} refused the access key id {} or its secret \
              (target_user and target_pass in custom.yaml) [{code}]",
             t.host, t.key_id
         ),
-        "NoSuchBucket" => format!(
+        Cause::NoSuchBucket if code == "NoSuchBucket" => format!(
             "no such bucket: there is no bucket {} on {}: create it (duplicity does not)",
             t.bucket, t.host
         ),
-        "AccessDenied" | "AllAccessDisabled" => format!(
+        Cause::NoSuchBucket => format!(
+            "no such bucket: {} answered 404 for bucket {} {code}",
+            t.host, t.bucket
+        ),
+        Cause::AccessDenied if !matches!(code.as_str(), "AccessDenied" | "AllAccessDisabled") => {
+            format!(
+                "bad credentials or access denied: {} answered 403 {code} {message}",
+                t.host
+            )
+        }
+        Cause::AccessDenied => format!(
             "access denied: the key {} may not do this in bucket {} [{code}]",
             t.key_id, t.bucket
         ),
-        "PermanentRedirect"
-        | "AuthorizationHeaderMalformed"
-        | "IllegalLocationConstraintException" => {
-            format!(
-                "wrong region: bucket {} is in another region than {}; write it in the URL, \
-                 s3://REGION@{}/{}",
-                t.bucket,
-                t.region(),
-                t.host,
-                t.bucket
-            )
-        }
-        _ if status == 403 => format!(
-            "bad credentials or access denied: {} answered 403 {code} {message}",
-            t.host
-        ),
-        _ if status == 404 => format!(
-            "no such bucket: {} answered 404 for bucket {} {code}",
-            t.host, t.bucket
+        Cause::WrongRegion => format!(
+            "wrong region: bucket {} is in another region than {}; write it in the URL, \
+             s3://REGION@{}/{}",
+            t.bucket,
+            t.region(),
+            t.host,
+            t.bucket
         ),
         _ => format!("{} answered HTTP {status} {code} {message}", t.host)
             .trim_end()
             .to_owned(),
-    }
+    };
+    (cause, text)
 }
 
 #[cfg(test)]
@@ -539,27 +570,117 @@ mod tests {
         let body = |code: &str| {
             format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>m</Message></Error>")
         };
-        assert!(
-            http_failure(403, &body("SignatureDoesNotMatch"), &t).starts_with("bad credentials")
-        );
-        assert!(http_failure(403, &body("InvalidAccessKeyId"), &t).starts_with("bad credentials"));
-        assert!(http_failure(404, &body("NoSuchBucket"), &t).starts_with("no such bucket"));
-        assert!(http_failure(301, &body("PermanentRedirect"), &t).starts_with("wrong region"));
-        assert!(http_failure(500, "oops", &t).contains("HTTP 500"));
-        assert!(!http_failure(403, &body("SignatureDoesNotMatch"), &t).contains("s3cr3t"));
+        for (status, code, cause, words) in [
+            (
+                403,
+                "SignatureDoesNotMatch",
+                Cause::BadCredentials,
+                "bad credentials:",
+            ),
+            (
+                403,
+                "InvalidAccessKeyId",
+                Cause::BadCredentials,
+                "bad credentials:",
+            ),
+            (
+                400,
+                "ExpiredToken",
+                Cause::BadCredentials,
+                "bad credentials:",
+            ),
+            (
+                404,
+                "NoSuchBucket",
+                Cause::NoSuchBucket,
+                "no such bucket: there is no bucket",
+            ),
+            (
+                404,
+                "",
+                Cause::NoSuchBucket,
+                "no such bucket: 127.0.0.1:9000 answered 404",
+            ),
+            (403, "AccessDenied", Cause::AccessDenied, "access denied:"),
+            (
+                403,
+                "",
+                Cause::AccessDenied,
+                "bad credentials or access denied:",
+            ),
+            (
+                301,
+                "PermanentRedirect",
+                Cause::WrongRegion,
+                "wrong region:",
+            ),
+            (
+                400,
+                "AuthorizationHeaderMalformed",
+                Cause::WrongRegion,
+                "wrong region:",
+            ),
+            (301, "", Cause::Other, "127.0.0.1:9000 answered HTTP 301"),
+            (
+                500,
+                "InternalError",
+                Cause::Other,
+                "127.0.0.1:9000 answered HTTP 500",
+            ),
+        ] {
+            let text = if code.is_empty() {
+                "oops".to_owned()
+            } else {
+                body(code)
+            };
+            let (got, message) = http_failure(status, &text, &t);
+            assert_eq!(got, cause, "{status} {code}");
+            assert!(message.starts_with(words), "{status} {code}: {message}");
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
     }
 
     #[test]
     fn https_to_a_plain_http_endpoint_says_which_to_write() {
-        // What rustls says when a plain-http server answers its hello.
-        let io = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "received corrupt message of type InvalidContentType",
-        );
-        let text = transport_failure(&ureq::Error::Io(io), "127.0.0.1:9000");
+        // What rustls's stream returns when a plain-http server answers its hello.
+        let tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let (cause, text) = transport_failure(&ureq::Error::Io(io), "127.0.0.1:9000");
+        assert_eq!(cause, Cause::TlsFailure);
         assert!(
             text.starts_with("TLS with 127.0.0.1:9000 failed") && text.contains("s3+http://"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn transport_failures_are_named_by_cause() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for (e, cause, words) in [
+            (
+                ureq::Error::HostNotFound,
+                Cause::NameNotResolved,
+                "name not resolved: h.example",
+            ),
+            (
+                ureq::Error::Io(refused),
+                Cause::Unreachable,
+                "unreachable: h.example:9000 refused",
+            ),
+            (
+                ureq::Error::ConnectionFailed,
+                Cause::Unreachable,
+                "unreachable: no connection",
+            ),
+            (
+                ureq::Error::Io(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+                Cause::NoNetwork,
+                "no network here",
+            ),
+        ] {
+            let (got, text) = transport_failure(&e, "h.example:9000");
+            assert_eq!(got, cause, "{e}");
+            assert!(text.starts_with(words), "{text}");
+        }
     }
 }

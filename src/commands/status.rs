@@ -51,25 +51,21 @@ pub struct StatusArgs {
     pub max_age: u32,
 }
 
-/// The exit code of a plugin that cannot tell.
-const UNKNOWN: u8 = 3;
-
 pub fn run(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     if !args.check {
         return report(config_path, args);
     }
     match check(config_path, args) {
         Ok(code) => Ok(code),
-        // The server says the bucket or directory is not there: then
-        // neither is any backup.
-        Err(e) if e.downcast_ref::<Unusable>().is_some_and(|u| u.absent) => {
-            let health = Health::Critical;
+        Err(e) => {
+            // A target that could not be used says why; anything else
+            // (the settings, the clock) leaves the state of the backups
+            // unknown.
+            let health = e
+                .downcast_ref::<Unusable>()
+                .map_or(Health::Unknown, |u| Health::of_unusable_target(u.cause));
             println!("MAILBACKUP {} - {e:#}", health.label());
             Ok(health.exit_code())
-        }
-        Err(e) => {
-            println!("MAILBACKUP UNKNOWN - {e:#}");
-            Ok(UNKNOWN)
         }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::backend::Cause;
 use crate::config::Layout;
 use crate::duplicity::inventory::{Backup, Inventory};
 use crate::status::history::Run;
@@ -142,12 +143,19 @@ pub enum Health {
     Ok,
     Warning,
     Critical,
+    /// It cannot tell: the target could not be asked.
+    Unknown,
 }
 
 impl Health {
     /// The exit code of a Nagios/Icinga plugin.
     pub fn exit_code(self) -> u8 {
-        self as u8
+        match self {
+            Health::Ok => 0,
+            Health::Warning => 1,
+            Health::Critical => 2,
+            Health::Unknown => 3,
+        }
     }
 
     pub fn label(self) -> &'static str {
@@ -155,6 +163,27 @@ impl Health {
             Health::Ok => "OK",
             Health::Warning => "WARNING",
             Health::Critical => "CRITICAL",
+            Health::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The health of backups on a target that could not be used. Critical
+    /// when the server answered that the bucket or directory is not there:
+    /// then neither is any backup. Unknown when there may be backups that
+    /// could not be seen.
+    pub fn of_unusable_target(cause: Cause) -> Health {
+        match cause {
+            Cause::NoSuchBucket | Cause::NoSuchPath => Health::Critical,
+            Cause::BadCredentials
+            | Cause::AccessDenied
+            | Cause::NameNotResolved
+            | Cause::Unreachable
+            | Cause::NoNetwork
+            | Cause::HostKeyChanged
+            | Cause::TlsFailure
+            | Cause::WrongRegion
+            | Cause::NoUsableShell
+            | Cause::Other => Health::Unknown,
         }
     }
 }
@@ -586,6 +615,28 @@ mod tests {
         assert!(t.contains("full") && t.contains("1.5 KiB"), "{t}");
         assert!(t.contains("Total: 1 backup, 1.5 KiB."), "{t}");
         assert!(t.contains("Skipped 1 entry"), "{t}");
+    }
+
+    #[test]
+    fn causes_map_to_plugin_exit_codes() {
+        for (cause, health, code) in [
+            (Cause::NoSuchBucket, Health::Critical, 2),
+            (Cause::NoSuchPath, Health::Critical, 2),
+            (Cause::BadCredentials, Health::Unknown, 3),
+            (Cause::AccessDenied, Health::Unknown, 3),
+            (Cause::NameNotResolved, Health::Unknown, 3),
+            (Cause::Unreachable, Health::Unknown, 3),
+            (Cause::NoNetwork, Health::Unknown, 3),
+            (Cause::HostKeyChanged, Health::Unknown, 3),
+            (Cause::TlsFailure, Health::Unknown, 3),
+            (Cause::WrongRegion, Health::Unknown, 3),
+            (Cause::NoUsableShell, Health::Unknown, 3),
+            (Cause::Other, Health::Unknown, 3),
+        ] {
+            let got = Health::of_unusable_target(cause);
+            assert_eq!((got, got.exit_code()), (health, code), "{cause:?}");
+        }
+        assert_eq!(Health::Unknown.label(), "UNKNOWN");
     }
 
     #[test]

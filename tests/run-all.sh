@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 bash tests/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+bash tests/msrv.sh
 cargo nextest run --no-fail-fast

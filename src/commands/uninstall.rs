@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::install::read_unit;
-use crate::systemd::units::{self, GENERATED_MARK, TIMER, VERIFY_TIMER};
+use crate::systemd::units::{self, GENERATED_MARK};
 use crate::systemd::{self, SYSTEM_UNIT_DIR};
 
-/// Stop and disable the backup timer and remove mailbackup's units.
+/// Stop and disable the timers and remove mailbackup's units.
 ///
 /// Never touches the backups, the key or the configuration. Drop-ins made
 /// with `systemctl edit` stay where they are. With --keep-units, as the
@@ -31,7 +31,7 @@ pub fn run(_config_path: &Path, args: &UninstallArgs) -> Result<u8> {
     let dir = &args.unit_dir;
     let manage_systemd = systemd::is_system_unit_dir(dir);
     let mut disabled = 0;
-    for timer in [TIMER, VERIFY_TIMER] {
+    for timer in units::ALL.into_iter().filter(|n| n.ends_with(".timer")) {
         if manage_systemd && dir.join(timer).exists() {
             // Where systemd does not run (a chroot) there is nothing to stop.
             if systemd::is_booted() {

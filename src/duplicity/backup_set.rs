@@ -151,22 +151,26 @@ mod tests {
         Stamp::parse(s.as_bytes()).unwrap()
     }
 
-    #[test]
-    fn real_names_of_every_kind() {
-        let full = |part, encrypted, partial| SetFile {
+    fn full(part: Part, encrypted: bool, partial: bool) -> SetFile {
+        SetFile {
             time: stamp("20261121T010203Z"),
             previous: None,
             part,
             encrypted,
             partial,
-        };
-        let inc = |part, encrypted, partial| SetFile {
+        }
+    }
+
+    fn inc(part: Part, encrypted: bool, partial: bool) -> SetFile {
+        SetFile {
             time: stamp("20261122T010203Z"),
             previous: Some(stamp("20261121T010203Z")),
-            part,
-            encrypted,
-            partial,
-        };
+            ..full(part, encrypted, partial)
+        }
+    }
+
+    #[test]
+    fn real_names_of_a_full_set() {
         let table = [
             (
                 "duplicity-full.20261121T010203Z.vol1.difftar.gpg",
@@ -208,6 +212,15 @@ mod tests {
                 "duplicity-full-signatures.20261121T010203Z.sigtar.part",
                 full(Part::Signatures, false, true),
             ),
+        ];
+        for (name, want) in table {
+            assert_eq!(parse_set_name(name), Some(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn real_names_of_an_incremental_set() {
+        let table = [
             (
                 "duplicity-inc.20261121T010203Z.to.20261122T010203Z.vol1.difftar.gpg",
                 inc(Part::Volume(1), true, false),

@@ -64,9 +64,9 @@ pub fn next_package(version: &str) -> PathBuf {
         if from != template {
             return content;
         }
+        // The header line is not in the template: `install` writes it.
         let text = String::from_utf8(content).unwrap();
-        let (mark, rest) = text.split_once('\n').unwrap();
-        format!("{mark}\n{NEXT_TEMPLATE_LINE}\n{rest}").into_bytes()
+        format!("{NEXT_TEMPLATE_LINE}\n{text}").into_bytes()
     };
     for name in SOURCES {
         copy_changed(&manifest.join(name), &copy.join(name), &patch);

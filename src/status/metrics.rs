@@ -14,8 +14,8 @@ pub const DEFAULT_METRICS_DIR: &str = "/var/lib/prometheus/node-exporter";
 /// The file mailbackup writes there.
 pub const METRICS_FILE: &str = "mailbackup.prom";
 
-/// Overrides the directory (the empty value turns the metrics off): for
-/// tests, and for `install --metrics-dir` until the units pass it.
+/// Overrides the directory that `install --metrics-dir` chose (the empty
+/// value turns the metrics off).
 pub const METRICS_DIR_VARIABLE: &str = "MAILBACKUP_METRICS_DIR";
 
 /// What the metrics are made of.
@@ -184,14 +184,20 @@ fn render_inventory(w: &mut Writer, inventory: &Inventory) {
 }
 
 /// Where `mailbackup.prom` goes: `MAILBACKUP_METRICS_DIR` when set (empty:
-/// nowhere), else what `install --metrics-dir` chose (`installed`), else
-/// the default.
+/// nowhere), else what `install --metrics-dir` chose (`installed`: `''` is
+/// nowhere), else the default.
 pub fn metrics_dir(installed: Option<&str>) -> Option<PathBuf> {
-    let chosen = std::env::var(METRICS_DIR_VARIABLE)
-        .ok()
-        .or_else(|| installed.map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_METRICS_DIR.to_owned());
-    (!chosen.is_empty()).then(|| PathBuf::from(chosen))
+    let chosen = std::env::var(METRICS_DIR_VARIABLE).ok();
+    chosen_metrics_dir(chosen.as_deref().or(installed))
+}
+
+/// The metrics directory chosen (`''` is none), or the default.
+pub fn chosen_metrics_dir(chosen: Option<&str>) -> Option<PathBuf> {
+    match chosen {
+        None => Some(DEFAULT_METRICS_DIR.into()),
+        Some("") => None,
+        Some(dir) => Some(dir.into()),
+    }
 }
 
 /// Whether the current key is confirmed as kept off the box.

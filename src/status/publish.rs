@@ -69,7 +69,7 @@ pub fn note(layout: &Layout, change: impl FnOnce(&mut History)) {
 
 /// Writes `mailbackup.prom` where the metrics go, if anywhere.
 pub fn publish(layout: &Layout, target: Option<&Target>, history: &History) {
-    let Some(dir) = metrics::metrics_dir(None) else {
+    let Some(dir) = metrics::metrics_dir(installed_metrics_dir().as_deref()) else {
         return;
     };
     if !dir.is_dir() {
@@ -99,4 +99,14 @@ pub fn publish(layout: &Layout, target: Option<&Target>, history: &History) {
 
 fn write(dir: &Path, text: &str) -> Result<()> {
     crate::sys::write_aside_and_rename(&dir.join(METRICS_FILE), text.as_bytes())
+}
+
+/// The metrics directory `install --metrics-dir` chose, as the installed
+/// backup unit records it.
+fn installed_metrics_dir() -> Option<String> {
+    let unit = Path::new(crate::systemd::SYSTEM_UNIT_DIR).join(crate::systemd::units::SERVICE);
+    std::fs::read_to_string(unit)
+        .ok()
+        .and_then(|text| crate::commands::install::Choices::recorded_in(&text))
+        .and_then(|c| c.metrics_dir)
 }

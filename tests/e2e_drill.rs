@@ -3,6 +3,9 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use common::container::Container;
 use common::describe;
 
@@ -14,8 +17,32 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
         .map(|v| v.parse().unwrap())
 }
 
+const FETCH: &str = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())\"";
+
 fn scrape(c: &Container) -> String {
-    c.ok("curl -sf http://127.0.0.1:9100/metrics")
+    c.ok(FETCH)
+}
+
+/// Debian 12's prometheus-node-exporter package, fetched once with the
+/// host's apt (the host is Debian 12 too; the container has no network).
+fn node_exporter_deb() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let find = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("prometheus-node-exporter_"))
+    };
+    if find().is_none() {
+        let out = Command::new("apt-get")
+            .args(["download", "prometheus-node-exporter"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    find().unwrap()
 }
 
 const BACKUP_OK: &str = "mailbackup_last_success{operation=\"backup\"}";
@@ -25,8 +52,12 @@ const DRILL_OK: &str = "mailbackup_last_success{operation=\"drill\"}";
 fn node_exporter_serves_the_metrics_and_a_damaged_volume_fails_the_drill() {
     let c = Container::boot();
     c.prepare_box(2);
-    c.ok("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-node-exporter curl >/dev/null");
-    c.ok("i=0; until curl -sf http://127.0.0.1:9100/metrics >/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || exit 1; done");
+    std::fs::copy(node_exporter_deb(), c.share().join("node-exporter.deb")).unwrap();
+    c.ok("dpkg -i /srv/host/node-exporter.deb >/dev/null");
+    c.ok(&format!(
+        "i=0; until {FETCH} >/dev/null 2>&1; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || exit 1; done"
+    ));
+    assert!(c.ok("ls /var/lib/prometheus/node-exporter").is_empty());
     let out = c.ok("mailbackup install");
     assert!(out.contains("mailbackup-drill.timer"), "{out}");
     let timers = c.ok("systemctl list-timers --no-pager --all");

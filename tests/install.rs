@@ -277,7 +277,14 @@ fn remote_targets_open_the_network_and_stay_locked_down() {
             ),
         ] {
             let (remote, local) = (exposure(&remote, name), exposure(&local, name));
-            assert!(remote <= 2.0, "{name}: exposure {remote} > 2.0");
+            // The drill restores files with their owners: CAP_CHOWN and
+            // CAP_FOWNER besides reading.
+            let bound = if name == units::DRILL_SERVICE {
+                2.5
+            } else {
+                2.0
+            };
+            assert!(remote <= bound, "{name}: exposure {remote} > {bound}");
             assert!(
                 remote > local,
                 "{name}: the network costs nothing? {remote}"

@@ -54,6 +54,11 @@ const READER_CAPABILITIES: &str = "CAP_DAC_READ_SEARCH";
 const SNAPSHOT_CAPABILITIES: &str =
     "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN CAP_FSETID";
 
+/// What the drill service may do besides reading: restore files as the
+/// backup holds them (their owners, modes and times) into its own directory.
+const RESTORE_CAPABILITIES: &str =
+    "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN CAP_FSETID";
+
 /// The sockets of a unit that reaches an off-site target: local ones, IPv4
 /// and IPv6.
 const NETWORK_ADDRESS_FAMILIES: &str = "AF_UNIX AF_INET AF_INET6";
@@ -522,7 +527,7 @@ fn drill_units(settings: &UnitSettings, c: &Checked, on_calendar: &str) -> Resul
         credentials: &c.credentials,
         storage_root: &c.storage_root,
         writable: &c.backup_dir,
-        capabilities: READER_CAPABILITIES,
+        capabilities: RESTORE_CAPABILITIES,
         key_file: &c.key_file,
         config: &c.config,
         bin: &c.bin,

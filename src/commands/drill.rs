@@ -139,11 +139,11 @@ fn drill(config: &Config, layout: &Layout, target: &Target, args: &DrillArgs) ->
 
 /// When the newest backup's data was taken: as the history says when the
 /// backup was made from this box, else the set's own time.
-fn cutoff(history: &History, newest: Stamp) -> i64 {
+fn cutoff(history: &History, newest: Stamp) -> f64 {
     let set_time = newest.datetime().and_utc().timestamp();
     match history.backed_up {
         Some(b) if b.run_started - 1 <= set_time && set_time <= b.run_ended + 1 => b.data_as_of,
-        _ => set_time,
+        _ => set_time as f64,
     }
 }
 
@@ -276,7 +276,7 @@ fn judge(
     layout: &Layout,
     restored: &Path,
     sample: &[&Path],
-    cutoff: i64,
+    cutoff: f64,
     bytes_read: u64,
     mailbox: Option<PathBuf>,
     newest: Stamp,

@@ -86,11 +86,11 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
 fn note_backed_up(h: &mut History, timed: &Timed, from_snapshot: bool) {
     let run_started = timed.started_unix();
     let data_as_of = match (from_snapshot, h.snapshot_taken) {
-        (true, Some(taken)) if taken <= run_started => taken,
+        (true, Some(taken)) if taken <= timed.started_exact() => taken,
         // Unknown: the earliest it can be is not known, so nothing
         // unchanged since can be told apart.
-        (true, _) => 0,
-        (false, _) => run_started,
+        (true, _) => 0.0,
+        (false, _) => timed.started_exact(),
     };
     h.backed_up = Some(BackedUp {
         run_started,

@@ -70,7 +70,7 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         snapshot::take(&layout)?
     };
     let took = started.elapsed();
-    let taken = crate::status::publish::unix(SystemTime::now() - took);
+    let taken = crate::status::publish::exact(SystemTime::now() - took);
     // The mail services run again only once the clock has passed the
     // newest copied file (see `safe_restart_at`).
     let restart_at = snapshot::safe_restart_at(stats.newest_copied_mtime);

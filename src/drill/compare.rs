@@ -35,7 +35,7 @@ impl Comparison {
 /// Compares `rel` under `restored` with `rel` under `live`: files (and
 /// symlinks) of the live tree unchanged since the Unix time `cutoff` must
 /// be in the restored tree as they are.
-pub fn compare(live: &Path, restored: &Path, rel: &Path, cutoff: i64) -> Result<Comparison> {
+pub fn compare(live: &Path, restored: &Path, rel: &Path, cutoff: f64) -> Result<Comparison> {
     let mut c = Comparison::default();
     let mut pending: Vec<PathBuf> = vec![rel.to_owned()];
     while let Some(p) = pending.pop() {
@@ -58,7 +58,7 @@ pub fn compare(live: &Path, restored: &Path, rel: &Path, cutoff: i64) -> Result<
             }
             continue;
         }
-        if meta.ctime() >= cutoff {
+        if meta.ctime() as f64 + meta.ctime_nsec() as f64 * 1e-9 >= cutoff {
             c.changed_since += 1;
             continue;
         }
@@ -185,7 +185,7 @@ mod tests {
             b"zero",
         );
         let now = crate::status::publish::unix(std::time::SystemTime::now());
-        let c = compare(live.path(), back.path(), rel, now + 10).unwrap();
+        let c = compare(live.path(), back.path(), rel, now as f64 + 10.0).unwrap();
         assert_eq!(
             (c.compared, c.changed_since, c.difference_count),
             (3, 1, 0),
@@ -195,7 +195,7 @@ mod tests {
         // Damaged in the backup, and missing from it.
         write(back.path(), &format!("{}/cur/1:2,S", rel.display()), b"onx");
         std::fs::remove_file(back.path().join(rel).join("dovecot.index")).unwrap();
-        let c = compare(live.path(), back.path(), rel, now + 10).unwrap();
+        let c = compare(live.path(), back.path(), rel, now as f64 + 10.0).unwrap();
         assert_eq!(c.difference_count, 2, "{c:?}");
         assert!(
             c.differences
@@ -211,7 +211,7 @@ mod tests {
         );
 
         // Everything changed since a backup of long ago: nothing compared.
-        let c = compare(live.path(), back.path(), rel, 1).unwrap();
+        let c = compare(live.path(), back.path(), rel, 1.0).unwrap();
         assert_eq!((c.compared, c.changed_since), (0, 4));
     }
 
@@ -225,7 +225,7 @@ mod tests {
             live.path(),
             back.path(),
             Path::new("mail/users.sqlite"),
-            i64::MAX,
+            f64::MAX,
         )
         .unwrap();
         assert_eq!((c.compared, c.difference_count), (1, 0));

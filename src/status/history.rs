@@ -72,7 +72,7 @@ pub struct History {
     pub mail_downtime_seconds: Option<f64>,
     /// When the last snapshot's completion started (the mail services were
     /// stopped or frozen): the data of the backup made from it is as of then.
-    pub snapshot_taken: Option<i64>,
+    pub snapshot_taken: Option<f64>,
     /// The last backup that succeeded, and when the data it holds was
     /// taken.
     pub backed_up: Option<BackedUp>,
@@ -80,11 +80,12 @@ pub struct History {
 
 /// A successful backup run: the set it wrote is dated within the run, and
 /// a file whose inode has not changed since `data_as_of` is in it as it is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackedUp {
     pub run_started: i64,
     pub run_ended: i64,
-    pub data_as_of: i64,
+    /// Unix seconds, to the nanosecond as file times are.
+    pub data_as_of: f64,
 }
 
 impl History {

@@ -30,9 +30,20 @@ impl Timed {
         unix(self.started)
     }
 
+    /// The start, to the nanosecond.
+    pub fn started_exact(&self) -> f64 {
+        exact(self.started)
+    }
+
     pub fn elapsed_seconds(&self) -> f64 {
         self.started.elapsed().unwrap_or_default().as_secs_f64()
     }
+}
+
+/// Unix seconds with their fraction.
+pub fn exact(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub fn unix(t: SystemTime) -> i64 {

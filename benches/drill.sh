@@ -16,8 +16,9 @@ work=$PWD/target/bench-drill
 rm -rf "$work"
 mkdir -p "$work/root/backup" "$work/home"
 printf 'STORAGE_ROOT=%s\nSTORAGE_USER=user-data\n' "$work/root" > "$work/mailinabox.conf"
-cargo build --release -q
-bin=$PWD/target/release/mailbackup
+# MAILBACKUP_BIN: a mailbackup binary already built (duplicity does the work).
+bin=${MAILBACKUP_BIN:-}
+if [ -z "$bin" ]; then cargo build --release -q; bin=$PWD/target/release/mailbackup; fi
 venv=$PWD/target/test-tools/moto
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

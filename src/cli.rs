@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    check_target::CheckTargetArgs, docs::GenerateDocsArgs, install::InstallArgs, key::KeyArgs,
-    list::ListArgs, notify_failure::NotifyFailureArgs, ping::PingArgs, prune::PruneArgs,
-    restore::RestoreArgs, run::RunArgs, snapshot::SnapshotArgs, status::StatusArgs,
-    uninstall::UninstallArgs, verify::VerifyArgs,
+    check_target::CheckTargetArgs, docs::GenerateDocsArgs, drill::DrillArgs, install::InstallArgs,
+    key::KeyArgs, list::ListArgs, notify_failure::NotifyFailureArgs, ping::PingArgs,
+    prune::PruneArgs, restore::RestoreArgs, run::RunArgs, snapshot::SnapshotArgs,
+    status::StatusArgs, uninstall::UninstallArgs, verify::VerifyArgs,
 };
 use crate::config::DEFAULT_CONFIG;
 
@@ -42,6 +42,7 @@ pub enum Command {
     Restore(RestoreArgs),
     List(ListArgs),
     Verify(VerifyArgs),
+    Drill(DrillArgs),
     CheckTarget(CheckTargetArgs),
     Install(InstallArgs),
     Uninstall(UninstallArgs),

@@ -171,6 +171,11 @@ pub struct Layout {
     /// `backup/restore.lock`: held (flock) by a running restore, which a
     /// backup then waits for.
     pub restore_lock: PathBuf,
+    /// `backup/history.json`: what the last backup, prune, verify and
+    /// drill did, for the metrics and `status --check`.
+    pub history: PathBuf,
+    /// `backup/drill/`: where a drill restores, removed after it.
+    pub drill_dir: PathBuf,
 }
 
 impl Layout {
@@ -195,6 +200,8 @@ impl Layout {
             verify_request: backup_dir.join("verify-requested"),
             verify_result: backup_dir.join("verify-result"),
             restore_lock: backup_dir.join("restore.lock"),
+            history: backup_dir.join("history.json"),
+            drill_dir: backup_dir.join("drill"),
             backup_dir,
         }
     }

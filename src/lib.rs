@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod drill;
 pub mod duplicity;
 pub mod key;
 pub mod mail;
@@ -39,6 +40,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Restore(args) => commands::restore::run(&cli.config, args),
         Command::List(args) => commands::list::run(&cli.config, args),
         Command::Verify(args) => commands::verify::run(&cli.config, args),
+        Command::Drill(args) => commands::drill::run(&cli.config, args),
         Command::CheckTarget(args) => commands::check_target::run(&cli.config, args),
         Command::Install(args) => commands::install::run(&cli.config, args),
         Command::Uninstall(args) => commands::uninstall::run(&cli.config, args),

@@ -3,6 +3,7 @@
 
 pub mod check_target;
 pub mod docs;
+pub mod drill;
 pub mod install;
 pub mod key;
 pub mod list;

@@ -4,8 +4,11 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::backend::Target;
 use crate::config::Config;
 use crate::duplicity::{self, Duplicity, EXIT_USER_ERROR};
+use crate::status::history::Operation;
+use crate::status::publish::{self, Timed};
 
 /// Delete backups no longer needed, then what interrupted backups left.
 ///
@@ -26,12 +29,26 @@ pub struct PruneArgs {
 
 pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
     let config = Config::load(config_path)?;
-    let layout = config.layout();
     let settings = super::load_settings(&config)?;
     let Some(target) = &settings.target else {
         eprintln!("mailbackup: {}: nothing to prune", settings.off());
         return Ok(0);
     };
+    let timed = Timed::start(Operation::Prune);
+    let keep_days = args.keep_days.unwrap_or(settings.min_age_in_days);
+    let result = prune(&config, target, keep_days);
+    publish::finished(
+        &config.layout(),
+        Some(target),
+        &timed,
+        *result.as_ref().unwrap_or(&1),
+        |_| {},
+    );
+    result
+}
+
+fn prune(config: &Config, target: &Target, keep_days: u32) -> Result<u8> {
+    let layout = config.layout();
     let inventory = target.inventory()?;
     if inventory.backups.is_empty() {
         eprintln!(
@@ -40,14 +57,13 @@ pub fn run(config_path: &Path, args: &PruneArgs) -> Result<u8> {
         );
         return Ok(0);
     }
-    let keep_days = args.keep_days.unwrap_or(settings.min_age_in_days);
     let newest_us = inventory
         .chained()
         .first()
         .map(|b| b.date.datetime().and_utc().timestamp_micros());
     let now_us = chrono::Utc::now().timestamp_micros();
     let cutoff = duplicity::prune_cutoff(keep_days, now_us, newest_us);
-    let key = super::load_key(&config)?;
+    let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     for args in [
         duplicity::remove_older_than_args(&layout, target, cutoff),

@@ -6,11 +6,12 @@ use anyhow::{bail, Result};
 use chrono::Datelike;
 
 use crate::backend::Target;
-use crate::config::Config;
-use crate::config::Layout;
+use crate::config::{Config, Layout};
 use crate::duplicity::inventory::{Backup, Inventory};
 use crate::duplicity::migration;
 use crate::duplicity::{self, BackupMode, Duplicity, Source, EXIT_USER_ERROR};
+use crate::status::history::{BackedUp, History, Operation};
+use crate::status::publish::{self, Timed};
 use crate::status::report::{full_reason, FullReason};
 
 /// Back up STORAGE_ROOT (without its backup/ directory) with duplicity.
@@ -127,9 +128,51 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         eprintln!("mailbackup: {}: nothing backed up", settings.off());
         return Ok(0);
     };
+    let timed = Timed::start(Operation::Backup);
+    let result = back_up(&config, &layout, target, settings.min_age_in_days, args);
+    let code = *result.as_ref().unwrap_or(&1);
+    // Under systemd without a snapshot, the unit stopped the mail services
+    // for the whole run (--downtime full).
+    let stopped_for_run = !args.from_snapshot && std::env::var_os("INVOCATION_ID").is_some();
+    publish::finished(&layout, Some(target), &timed, code, |h| {
+        if stopped_for_run {
+            h.mail_downtime_seconds = Some(timed.elapsed_seconds());
+        }
+        if code == 0 {
+            note_backed_up(h, &timed, args.from_snapshot);
+        }
+    });
+    result
+}
+
+/// Notes when the data of the backup just made was taken.
+fn note_backed_up(h: &mut History, timed: &Timed, from_snapshot: bool) {
+    let run_started = timed.started_unix();
+    let data_as_of = match (from_snapshot, h.snapshot_taken) {
+        (true, Some(taken)) if taken <= timed.started_exact() => taken,
+        // Unknown: the earliest it can be is not known, so nothing
+        // unchanged since can be told apart.
+        (true, _) => 0.0,
+        (false, _) => timed.started_exact(),
+    };
+    h.backed_up = Some(BackedUp {
+        run_started,
+        run_ended: run_started + timed.elapsed_seconds().ceil() as i64,
+        data_as_of,
+    });
+}
+
+fn back_up(
+    config: &Config,
+    layout: &Layout,
+    target: &Target,
+    min_age_in_days: u32,
+    args: &RunArgs,
+) -> Result<u8> {
+    let layout = layout.clone();
     super::refuse_during_restore(&layout)?;
     let inventory = target.inventory()?;
-    let key = super::load_key(&config)?;
+    let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(&layout, &key.passphrase, target)?;
     if args.from_snapshot && !layout.snapshot_dir.is_dir() {
         bail!(
@@ -149,7 +192,7 @@ pub fn run(config_path: &Path, args: &RunArgs) -> Result<u8> {
         migration::remove_openssl_copies(&layout)?;
     }
 
-    let mode = announce_mode(args, &inventory, settings.min_age_in_days, &layout, target);
+    let mode = announce_mode(args, &inventory, min_age_in_days, &layout, target);
     let source = if args.from_snapshot {
         eprintln!(
             "mailbackup: from the snapshot in {}",

@@ -75,6 +75,7 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         snapshot::take(&layout)?
     };
     let took = started.elapsed();
+    let taken = crate::status::publish::exact(SystemTime::now() - took);
     // The mail services run again only once the clock has passed the
     // newest copied file (see `safe_restart_at`).
     let restart_at = snapshot::safe_restart_at(stats.newest_copied_mtime);
@@ -91,6 +92,15 @@ pub fn run(config_path: &Path, args: &SnapshotArgs) -> Result<u8> {
         (started.elapsed() - took).as_secs_f64(),
         counts(&stats)
     );
+    // With --complete, the unit holds the mail services stopped or frozen
+    // for this step (and the moments systemctl takes around it).
+    let downtime = args.complete.then(|| started.elapsed().as_secs_f64());
+    crate::status::publish::note(&layout, |h| {
+        h.snapshot_taken = Some(taken);
+        if downtime.is_some() {
+            h.mail_downtime_seconds = downtime;
+        }
+    });
     Ok(0)
 }
 

@@ -13,7 +13,10 @@ use crate::duplicity::backup_set::Stamp;
 use crate::duplicity::inventory::Inventory;
 use crate::key;
 use crate::snapshot;
-use crate::status::report::{backup_status, check_health, render_table, snapshot_warning, Health};
+use crate::status::history::History;
+use crate::status::report::{
+    add_problems, backup_status, check_health, drill_check, render_table, snapshot_warning, Health,
+};
 use crate::sys::python_local_zone;
 use crate::systemd;
 use crate::systemd::units::SERVICE;
@@ -97,17 +100,37 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     if key_missing.is_none() {
         warnings.extend(key::custody(&layout).warning());
     }
-    let (health, line) = check_health(
+    let now_us = now_us()?;
+    let checked = check_health(
         &inventory,
         &target.describe(),
-        now_us()?,
+        now_us,
         args.max_age,
         failed,
         key_missing.as_deref(),
         &warnings,
     );
+    let (health, line) = add_problems(checked, &drill_problems(&config, &inventory, now_us));
     println!("{line}");
     Ok(health.exit_code())
+}
+
+/// What the restore drills recorded: a failed one, or none for too long.
+fn drill_problems(config: &Config, inventory: &Inventory, now_us: i64) -> Vec<(Health, String)> {
+    let history = match History::load(&config.layout().history) {
+        Ok(h) => h,
+        Err(e) => return vec![(Health::Warning, format!("{e:#}"))],
+    };
+    let oldest_us = inventory
+        .backups
+        .iter()
+        .filter(|b| b.complete)
+        .map(|b| b.date.datetime().and_utc().timestamp_micros())
+        .min();
+    let summary = history.drill_findings.as_ref().map(|f| f.summary.as_str());
+    drill_check(history.drill.as_ref(), summary, oldest_us, now_us)
+        .into_iter()
+        .collect()
 }
 
 fn report(config_path: &Path, args: &StatusArgs) -> Result<u8> {

@@ -6,6 +6,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity, Outcome, Source};
+use crate::status::history::Operation;
+use crate::status::publish::{self, Timed};
 use crate::systemd;
 use crate::systemd::units::SERVICE;
 
@@ -67,11 +69,17 @@ pub fn run(config_path: &Path, args: &VerifyArgs) -> Result<u8> {
         Source::Live { include: vec![] }
     };
     let target = super::load_settings(&config)?.active_target()?;
-    let key = super::load_key(&config)?;
-    let outcome = Duplicity::locate(&layout, &key.passphrase, &target)?.run_in(
-        duplicity::source_cwd(&layout, &source),
-        &duplicity::verify_args(&layout, &target, &source),
-    )?;
+    let timed = Timed::start(Operation::Verify);
+    let key = super::load_key(&config);
+    let outcome = key.and_then(|key| {
+        Duplicity::locate(&layout, &key.passphrase, &target)?.run_in(
+            duplicity::source_cwd(&layout, &source),
+            &duplicity::verify_args(&layout, &target, &source),
+        )
+    });
+    let code = outcome.as_ref().map_or(1, |o| summary(o, "").0);
+    publish::finished(&layout, Some(&target), &timed, code, |_| {});
+    let outcome = outcome?;
     let compared = match source {
         Source::Snapshot => layout.snapshot_dir.display().to_string(),
         Source::Live { .. } => layout.storage_root.display().to_string(),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::duplicity::backup_set::{Part, SetNameParser, Stamp};
+use crate::duplicity::backup_set::{Part, SetFile, SetNameParser, Stamp};
 
 /// One backup: every file on the target with the same end time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,17 @@ pub struct Inventory {
     /// Entries that are not duplicity files: skipped, but counted.
     pub unknown_files: u64,
     pub unknown_size: u64,
+    /// Every duplicity file, with its size: what a restore of part of the
+    /// backup reads is counted from them.
+    pub files: Vec<TargetFile>,
+}
+
+/// One duplicity file on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFile {
+    pub name: String,
+    pub file: SetFile,
+    pub size: u64,
 }
 
 /// A directory entry: its name, its size, and whether it is a regular file.
@@ -51,6 +62,7 @@ pub struct InventoryBuilder {
     sets: HashMap<Stamp, Backup>,
     unknown_files: u64,
     unknown_size: u64,
+    files: Vec<TargetFile>,
 }
 
 impl InventoryBuilder {
@@ -78,6 +90,11 @@ impl InventoryBuilder {
         if matches!(file.part, Part::Volume(_)) && !file.partial {
             backup.volumes += 1;
         }
+        self.files.push(TargetFile {
+            name: String::from_utf8_lossy(entry.name).into_owned(),
+            file,
+            size: entry.size,
+        });
     }
 
     pub fn finish(self) -> Inventory {
@@ -87,6 +104,7 @@ impl InventoryBuilder {
             backups,
             unknown_files: self.unknown_files,
             unknown_size: self.unknown_size,
+            files: self.files,
         }
     }
 }
@@ -112,6 +130,7 @@ impl InventoryBuilder {
         }
         self.unknown_files += other.unknown_files;
         self.unknown_size += other.unknown_size;
+        self.files.extend(other.files);
     }
 
     /// Stats and adds directory entries. An entry removed meanwhile (by a

@@ -4,6 +4,7 @@
 
 pub mod backup_set;
 pub mod inventory;
+pub mod manifest;
 pub mod migration;
 pub mod when;
 
@@ -26,6 +27,9 @@ pub const VOLSIZE_MB: u32 = 250;
 /// duplicity's exit code when another instance holds the archive dir's lock
 /// (and for other user errors).
 pub const EXIT_USER_ERROR: u8 = 23;
+
+/// duplicity's exit code when the path to restore is not in the backup.
+pub const EXIT_NOT_IN_BACKUP: u8 = 19;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupMode {
@@ -182,6 +186,27 @@ pub fn restore_args(
         // `-r`: duplicity 0.8 calls it --file-to-restore, 3.x --path-to-restore.
         args.extend(["-r".into(), p.as_os_str().to_owned()]);
     }
+    args.extend(target.duplicity_options());
+    args.extend([target.url(), dest.as_os_str().to_owned()]);
+    args
+}
+
+/// The arguments that restore `path` (relative to `STORAGE_ROOT`) of the
+/// latest backup to `dest` with the archive dir `archive`: a drill's, new
+/// and empty, so that everything comes from the target.
+pub fn drill_restore_args(
+    archive: &Path,
+    target: &Target,
+    path: &Path,
+    dest: &Path,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "restore".into(),
+        "--archive-dir".into(),
+        archive.as_os_str().to_owned(),
+        "-r".into(),
+        path.as_os_str().to_owned(),
+    ];
     args.extend(target.duplicity_options());
     args.extend([target.url(), dest.as_os_str().to_owned()]);
     args

@@ -2,5 +2,8 @@
 //! `backup_status()` and the full-versus-incremental rule (`report`), with
 //! the date arithmetic of its Python (`pytime`).
 
+pub mod history;
+pub mod metrics;
+pub mod publish;
 pub mod pytime;
 pub mod report;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::backend::Cause;
 use crate::config::Layout;
 use crate::duplicity::inventory::{Backup, Inventory};
+use crate::status::history::Run;
 use crate::status::pytime::{
     in_datetime_range, iso_date_time, py_round, reldate, timedelta_days_us, LocalZone, Moment,
 };
@@ -352,6 +353,71 @@ pub fn check_health(
     )
 }
 
+/// How long a box may go without a restore drill that passed.
+pub const DRILL_MAX_AGE_DAYS: i64 = 45;
+
+/// The restore drill's part of `status --check`: CRITICAL while the last
+/// drill failed (until one passes), WARNING when none passed in
+/// `DRILL_MAX_AGE_DAYS` days; a box without a drill yet has that long from
+/// its oldest backup (`since_us`).
+pub fn drill_check(
+    last: Option<&Run>,
+    summary: Option<&str>,
+    since_us: Option<i64>,
+    now_us: i64,
+) -> Option<(Health, String)> {
+    let limit_us = DRILL_MAX_AGE_DAYS * 86_400 * 1_000_000;
+    if let Some(run) = last.filter(|r| r.exit_code != 0) {
+        return Some((
+            Health::Critical,
+            format!(
+                "the last restore drill failed (exit code {}): {}; see journalctl -u mailbackup-drill.service",
+                run.exit_code,
+                summary.unwrap_or("no summary")
+            ),
+        ));
+    }
+    let passed_us = last.and_then(|r| r.last_success).map(|t| t * 1_000_000);
+    match passed_us.or(since_us) {
+        Some(t) if now_us - t > limit_us => Some((
+            Health::Warning,
+            format!(
+                "no restore drill has passed in {DRILL_MAX_AGE_DAYS} days: run mailbackup drill"
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Adds the problems of further checks to the line of `check_health`: the
+/// worst health decides, every problem is named.
+pub fn add_problems(checked: (Health, String), extra: &[(Health, String)]) -> (Health, String) {
+    let (health, line) = checked;
+    let Some(worst) = extra.iter().map(|p| p.0).max() else {
+        return (health, line);
+    };
+    let (head, perfdata) = line.split_once('|').unwrap_or((&line, ""));
+    let text = head.split_once(" - ").map_or("", |(_, t)| t);
+    let mut texts: Vec<&str> = extra.iter().map(|p| p.1.as_str()).collect();
+    if health != Health::Ok {
+        // The worse problems first.
+        if worst > health {
+            texts.push(text);
+        } else {
+            texts.insert(0, text);
+        }
+    }
+    let new = health.max(worst);
+    (
+        new,
+        format!(
+            "MAILBACKUP {} - {}|{perfdata}",
+            new.label(),
+            texts.join("; ")
+        ),
+    )
+}
+
 /// The report as a table for an operator.
 pub fn render_table(report: &StatusReport, local_time: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
@@ -603,6 +669,7 @@ mod tests {
             backups: vec![backup("20261123T010000Z", None, 1536)],
             unknown_files: 1,
             unknown_size: 3,
+            files: vec![],
         };
         let r = backup_status(
             &inventory,
@@ -655,6 +722,7 @@ mod tests {
             backups: vec![backup("20261124T010000Z", None, 2048)],
             unknown_files: 0,
             unknown_size: 0,
+            files: Vec::new(),
         };
         let warned = |w: &[String]| {
             let w: Vec<String> = snapshot_warning(w).into_iter().collect();
@@ -680,6 +748,7 @@ mod tests {
                 backups,
                 unknown_files: unknown,
                 unknown_size: 0,
+                files: vec![],
             };
             check_health(&inv, "/d", now, 36, failed, None, &[])
         };
@@ -710,6 +779,7 @@ mod tests {
             backups: vec![young.clone()],
             unknown_files: 0,
             unknown_size: 0,
+            files: vec![],
         };
         let (h, line) = check_health(
             &inv,
@@ -764,6 +834,67 @@ mod tests {
         assert!(
             line.contains("hours old") && line.contains("did not write"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn drill_checks() {
+        let now = at("2026-12-01 00:00:00");
+        let day = 86_400;
+        let run = |exit_code, last_success: Option<i64>| Run {
+            started: now / 1_000_000 - day,
+            duration_seconds: 1.0,
+            exit_code,
+            last_success,
+        };
+        let recent = Some(now / 1_000_000 - day);
+        assert_eq!(drill_check(Some(&run(0, recent)), None, None, now), None);
+        let (h, text) =
+            drill_check(Some(&run(1, recent)), Some("3 files differ"), None, now).unwrap();
+        assert_eq!(h, Health::Critical);
+        assert!(
+            text.contains("drill failed (exit code 1): 3 files differ"),
+            "{text}"
+        );
+        let old = Some(now / 1_000_000 - 46 * day);
+        let (h, text) = drill_check(Some(&run(0, old)), None, None, now).unwrap();
+        assert_eq!(h, Health::Warning);
+        assert!(
+            text.contains("no restore drill has passed in 45 days"),
+            "{text}"
+        );
+        // Never drilled: 45 days from the oldest backup.
+        assert_eq!(
+            drill_check(None, None, Some(now - 44 * day * 1_000_000), now),
+            None
+        );
+        assert_eq!(drill_check(None, None, None, now), None);
+        let (h, _) = drill_check(None, None, Some(now - 46 * day * 1_000_000), now).unwrap();
+        assert_eq!(h, Health::Warning);
+    }
+
+    #[test]
+    fn further_problems_join_the_line() {
+        let ok = (
+            Health::Ok,
+            "MAILBACKUP OK - newest backup 1.0 hours ago|age_hours=1.0".to_owned(),
+        );
+        assert_eq!(add_problems(ok.clone(), &[]), ok);
+        let drill = (Health::Critical, "the last restore drill failed".to_owned());
+        assert_eq!(
+            add_problems(ok, std::slice::from_ref(&drill)),
+            (
+                Health::Critical,
+                "MAILBACKUP CRITICAL - the last restore drill failed|age_hours=1.0".to_owned()
+            )
+        );
+        let warn = (
+            Health::Warning,
+            "MAILBACKUP WARNING - stray files|x=1".to_owned(),
+        );
+        assert_eq!(
+            add_problems(warn, &[drill]).1,
+            "MAILBACKUP CRITICAL - the last restore drill failed; stray files|x=1"
         );
     }
 

@@ -99,3 +99,29 @@ pub fn group_exists(name: &str) -> bool {
 pub fn user_exists(name: &str) -> bool {
     nix::unistd::User::from_name(name).is_ok_and(|u| u.is_some())
 }
+
+/// Writes `content` to `path` so that a reader sees the old file or the
+/// new one, never half of one: into a hidden file beside it, synced, then
+/// renamed over it. The new file is readable by all (0644).
+pub fn write_aside_and_rename(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let aside = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&aside)
+        .and_then(|mut f| {
+            f.write_all(content)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&aside, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&aside);
+    }
+    written.with_context(|| format!("Failed to write {}", path.display()))
+}

@@ -19,9 +19,11 @@ pub const VERIFY_TIMER: &str = "mailbackup-verify.timer";
 pub const FAILURE_SERVICE: &str = "mailbackup-failure@.service";
 
 pub const SNAPSHOT_SERVICE: &str = "mailbackup-snapshot.service";
+pub const DRILL_SERVICE: &str = "mailbackup-drill.service";
+pub const DRILL_TIMER: &str = "mailbackup-drill.timer";
 
 /// The unit names `install` writes and `uninstall` removes.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 10] = [
     SERVICE,
     TIMER,
     HOOK_SERVICE,
@@ -30,11 +32,19 @@ pub const ALL: [&str; 8] = [
     VERIFY_TIMER,
     FAILURE_SERVICE,
     SNAPSHOT_SERVICE,
+    DRILL_SERVICE,
+    DRILL_TIMER,
 ];
 
 /// The units that only some settings call for (`--verify-calendar never`,
-/// `--downtime full` leave them out).
-pub const OPTIONAL_UNITS: [&str; 3] = [VERIFY_SERVICE, VERIFY_TIMER, SNAPSHOT_SERVICE];
+/// `--drill-calendar never`, `--downtime full` leave them out).
+pub const OPTIONAL_UNITS: [&str; 5] = [
+    VERIFY_SERVICE,
+    VERIFY_TIMER,
+    SNAPSHOT_SERVICE,
+    DRILL_SERVICE,
+    DRILL_TIMER,
+];
 
 /// What the backup and verify services may do: read everything, write
 /// their backup directory.
@@ -44,6 +54,11 @@ const READER_CAPABILITIES: &str = "CAP_DAC_READ_SEARCH";
 /// (fs.protected_hardlinks), give copies their owners, times and set-id
 /// bits, remove them.
 const SNAPSHOT_CAPABILITIES: &str =
+    "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN CAP_FSETID";
+
+/// What the drill service may do besides reading: restore files as the
+/// backup holds them (their owners, modes and times) into its own directory.
+const RESTORE_CAPABILITIES: &str =
     "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN CAP_FSETID";
 
 /// The sockets of a unit that reaches an off-site target: local ones, IPv4
@@ -72,6 +87,11 @@ pub const DEFAULT_CALENDAR: &str = "daily";
 
 /// When the backup is verified unless the operator chose otherwise.
 pub const DEFAULT_VERIFY_CALENDAR: &str = "monthly";
+
+/// When the restore drill runs unless the operator chose otherwise:
+/// monthly, in the middle of the month, away from the verify's night
+/// (`monthly` is the 1st at midnight).
+pub const DEFAULT_DRILL_CALENDAR: &str = "*-*-15 04:00:00";
 
 /// How long the mail is down during a backup.
 #[derive(
@@ -135,6 +155,10 @@ pub struct UnitSettings {
     pub downtime: Downtime,
     /// When to verify; None for never.
     pub verify_calendar: Option<String>,
+    /// When to run the restore drill; None for never.
+    pub drill_calendar: Option<String>,
+    /// Where the units may write mailbackup.prom; None for nowhere.
+    pub metrics_dir: Option<PathBuf>,
     /// Who is told when a unit fails.
     pub mail_to: String,
     /// The options chosen at install, recorded in the service unit (one
@@ -158,6 +182,7 @@ pub struct UnitFile {
 #[derive(Template)]
 #[template(path = "mailbackup.service", escape = "none")]
 struct ServiceUnit<'a> {
+    metrics_dir: Option<&'a str>,
     address_families: &'a str,
     umask: &'a str,
     restrict_setid: bool,
@@ -183,6 +208,7 @@ struct ServiceUnit<'a> {
 #[derive(Template)]
 #[template(path = "mailbackup-verify.service", escape = "none")]
 struct VerifyUnit<'a> {
+    metrics_dir: Option<&'a str>,
     mode: &'a str,
     address_families: &'a str,
     umask: &'a str,
@@ -203,6 +229,34 @@ struct VerifyUnit<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "mailbackup-drill.service", escape = "none")]
+struct DrillUnit<'a> {
+    metrics_dir: Option<&'a str>,
+    address_families: &'a str,
+    umask: &'a str,
+    restrict_setid: bool,
+    network: bool,
+    network_why: &'a str,
+    ping: bool,
+    state_directory: bool,
+    credentials: &'a [String],
+    storage_root: &'a str,
+    writable: &'a str,
+    capabilities: &'a str,
+    key_file: &'a str,
+    config: &'a str,
+    bin: &'a str,
+    timeout: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mailbackup-drill.timer", escape = "none")]
+struct DrillTimerUnit<'a> {
+    on_calendar: &'a str,
+    randomized_delay: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "mailbackup.timer", escape = "none")]
 struct TimerUnit<'a> {
     on_calendar: &'a str,
@@ -219,6 +273,7 @@ struct VerifyTimerUnit<'a> {
 #[derive(Template)]
 #[template(path = "mailbackup-snapshot.service", escape = "none")]
 struct SnapshotUnit<'a> {
+    metrics_dir: Option<&'a str>,
     address_families: &'a str,
     umask: &'a str,
     restrict_setid: bool,
@@ -359,6 +414,8 @@ struct Checked<'a> {
     storage_user: &'a str,
     on_calendar: &'a str,
     verify_calendar: Option<&'a str>,
+    drill_calendar: Option<&'a str>,
+    metrics_dir: Option<String>,
     services: Vec<String>,
     /// The units frozen for `--downtime pause`, one per service.
     frozen: Vec<String>,
@@ -383,6 +440,16 @@ fn check(settings: &UnitSettings) -> Result<Checked<'_>> {
         .verify_calendar
         .as_deref()
         .map(calendar_spec)
+        .transpose()?;
+    let drill_calendar = settings
+        .drill_calendar
+        .as_deref()
+        .map(calendar_spec)
+        .transpose()?;
+    let metrics_dir = settings
+        .metrics_dir
+        .as_deref()
+        .map(|d| unit_path("--metrics-dir", d))
         .transpose()?;
     if !crate::mail::failure::valid_address(&settings.mail_to) {
         bail!(
@@ -419,6 +486,8 @@ fn check(settings: &UnitSettings) -> Result<Checked<'_>> {
         storage_user,
         on_calendar,
         verify_calendar,
+        drill_calendar,
+        metrics_dir,
         services,
         frozen,
         credentials,
@@ -465,7 +534,47 @@ pub fn render(settings: &UnitSettings) -> Result<Vec<UnitFile>> {
     if settings.downtime.takes_snapshot() {
         files.push(snapshot_unit(settings, &c)?);
     }
+    if let Some(on_calendar) = c.drill_calendar {
+        files.extend(drill_units(settings, &c, on_calendar)?);
+    }
     Ok(files)
+}
+
+/// mailbackup-drill.service and its timer: the verify's sandbox, the
+/// network only for a remote target, at idle priority.
+fn drill_units(settings: &UnitSettings, c: &Checked, on_calendar: &str) -> Result<[UnitFile; 2]> {
+    let ping = settings.target.ping;
+    let network = settings.target.network || ping;
+    let drill = DrillUnit {
+        metrics_dir: c.metrics_dir.as_deref(),
+        restrict_setid: true,
+        address_families: if network {
+            NETWORK_ADDRESS_FAMILIES
+        } else {
+            "AF_UNIX"
+        },
+        umask: "0022",
+        network,
+        network_why: why_network(settings.target.network, ping),
+        ping,
+        state_directory: settings.target.state_directory,
+        credentials: &c.credentials,
+        storage_root: &c.storage_root,
+        writable: &c.backup_dir,
+        capabilities: RESTORE_CAPABILITIES,
+        key_file: &c.key_file,
+        config: &c.config,
+        bin: &c.bin,
+        timeout: "6h",
+    };
+    let timer = DrillTimerUnit {
+        on_calendar,
+        randomized_delay: "1h",
+    };
+    Ok([
+        unit_file(DRILL_SERVICE, drill.render(), None)?,
+        unit_file(DRILL_TIMER, timer.render(), None)?,
+    ])
 }
 
 /// mailbackup.service: its header records the target it was rendered for.
@@ -473,6 +582,7 @@ fn service_unit(settings: &UnitSettings, c: &Checked) -> Result<UnitFile> {
     let ping = settings.target.ping;
     let network = settings.target.network || ping;
     let service = ServiceUnit {
+        metrics_dir: c.metrics_dir.as_deref(),
         restrict_setid: true,
         // systemctl talks to systemd over a local socket.
         address_families: if network {
@@ -511,6 +621,7 @@ fn verify_units(settings: &UnitSettings, c: &Checked, on_calendar: &str) -> Resu
     let reaches_target = settings.target.network && settings.downtime == Downtime::Full;
     let ping = settings.target.ping;
     let verify = VerifyUnit {
+        metrics_dir: c.metrics_dir.as_deref(),
         mode: settings.downtime.name(),
         restrict_setid: true,
         address_families: if reaches_target || ping {
@@ -547,6 +658,8 @@ fn verify_units(settings: &UnitSettings, c: &Checked, on_calendar: &str) -> Resu
 fn snapshot_unit(settings: &UnitSettings, c: &Checked) -> Result<UnitFile> {
     let snapshot_dir = unit_path("The snapshot directory", &settings.layout.snapshot_dir)?;
     let snapshot = SnapshotUnit {
+        // It records the snapshot's time, and writes no metrics.
+        metrics_dir: None,
         // Copies keep set-id bits.
         restrict_setid: false,
         // Every file it makes gets its mode from the original.
@@ -672,6 +785,8 @@ mod tests {
             services: DEFAULT_SERVICES.iter().map(|s| s.to_string()).collect(),
             downtime: Downtime::Snapshot,
             verify_calendar: Some("monthly".into()),
+            drill_calendar: Some("*-*-15 04:00:00".into()),
+            metrics_dir: Some("/var/lib/prometheus/node-exporter".into()),
             mail_to: "administrator@box.example.com".into(),
             choices: "{}".into(),
             target: UnitNeeds::default(),
@@ -695,8 +810,11 @@ mod tests {
             let remote = render(&s).unwrap();
             // The verify service runs duplicity itself only with the full
             // downtime; else the backup service compares for it.
-            let opened =
-                |name| name == SERVICE || (name == VERIFY_SERVICE && downtime == Downtime::Full);
+            let opened = |name| {
+                name == SERVICE
+                    || name == DRILL_SERVICE
+                    || (name == VERIFY_SERVICE && downtime == Downtime::Full)
+            };
             for (l, r) in local.iter().zip(&remote) {
                 if !opened(r.name) {
                     assert_eq!(l, r, "{} does not reach the target", r.name);
@@ -746,7 +864,7 @@ mod tests {
                         "ExecStartPre=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping start",
                         "ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish %n",
                     ],
-                    VERIFY_SERVICE => &["ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish --failures-only %n"],
+                    VERIFY_SERVICE | DRILL_SERVICE => &["ExecStopPost=-/usr/bin/mailbackup --config /etc/mailinabox.conf ping finish --failures-only %n"],
                     _ => &[],
                 };
                 assert_eq!(lines, want, "{}", p.name);
@@ -845,6 +963,7 @@ mod tests {
         let mut fewest = settings();
         fewest.downtime = Downtime::Full;
         fewest.verify_calendar = None;
+        fewest.drill_calendar = None;
         let fewest = names(&fewest);
         for name in ALL {
             assert_eq!(

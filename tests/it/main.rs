@@ -38,6 +38,7 @@ mod root {
 mod servers {
     mod b2;
     mod causes;
+    mod drill;
     mod install;
     mod remote;
     mod restore_mailbox;
@@ -47,6 +48,7 @@ mod e2e {
     mod b2;
     mod backup;
     mod before_backup;
+    mod drill;
     mod fidelity;
     mod package;
     mod pause;

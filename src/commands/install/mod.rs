@@ -178,7 +178,8 @@ fn check_with_the_system(s: &InstallSettings) -> Result<()> {
             u.storage_user
         );
     }
-    for spec in std::iter::once(&u.on_calendar).chain(u.verify_calendar.as_ref()) {
+    let calendars = [&u.verify_calendar, &u.drill_calendar];
+    for spec in std::iter::once(&u.on_calendar).chain(calendars.into_iter().flatten()) {
         units::calendar_spec(spec)?;
         systemd::check_calendar(spec)?;
     }
@@ -359,7 +360,10 @@ mod tests {
         let s = resolved(&[], before.choices.clone(), rsync.clone());
         assert_eq!(
             changes_of(&plan(&s, &disk).unwrap()),
-            [(SERVICE, Change::Update(Why::Target))]
+            [
+                (SERVICE, Change::Update(Why::Target)),
+                (units::DRILL_SERVICE, Change::Update(Why::Target))
+            ]
         );
         let s = resolved(&["--downtime", "full"], before.choices.clone(), rsync);
         let p = plan(&s, &disk).unwrap();
@@ -367,7 +371,8 @@ mod tests {
             changes_of(&p),
             [
                 (SERVICE, Change::Update(Why::OptionsAndTarget)),
-                (units::VERIFY_SERVICE, Change::Update(Why::OptionsAndTarget))
+                (units::VERIFY_SERVICE, Change::Update(Why::OptionsAndTarget)),
+                (units::DRILL_SERVICE, Change::Update(Why::OptionsAndTarget))
             ]
         );
         assert_eq!(

@@ -9,9 +9,10 @@ use serde_json::{Map, Value};
 use super::InstallArgs;
 use crate::backend::UnitNeeds;
 use crate::config::Config;
+use crate::status::metrics::chosen_metrics_dir;
 use crate::systemd::units::{
-    Downtime, UnitSettings, CHOICES_MARK, DEFAULT_CALENDAR, DEFAULT_SERVICES,
-    DEFAULT_VERIFY_CALENDAR, GENERATED_MARK,
+    Downtime, UnitSettings, CHOICES_MARK, DEFAULT_CALENDAR, DEFAULT_DRILL_CALENDAR,
+    DEFAULT_SERVICES, DEFAULT_VERIFY_CALENDAR, GENERATED_MARK,
 };
 
 /// The options the operator chooses at install. Each one given is kept
@@ -50,6 +51,16 @@ pub struct Choices {
     #[arg(long, value_name = "SPEC")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_calendar: Option<String>,
+
+    /// When to run the restore drill (OnCalendar= syntax), or `never` [default: *-*-15 04:00:00, monthly, away from the verify]
+    #[arg(long, value_name = "SPEC")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_calendar: Option<String>,
+
+    /// Where to write mailbackup.prom for node_exporter's textfile collector, '' for nowhere [default: /var/lib/prometheus/node-exporter]
+    #[arg(long, value_name = "DIR")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_dir: Option<String>,
 
     /// Who is mailed when a backup, the hook or a verification fails [default: administrator@PRIMARY_HOSTNAME]
     #[arg(long, value_name = "ADDRESS")]
@@ -125,6 +136,12 @@ pub fn resolve(args: &InstallArgs, saved: Choices, found: Found) -> Result<Insta
                 .unwrap_or_else(|| DEFAULT_VERIFY_CALENDAR.to_owned()),
         )
         .filter(|c| c != "never"),
+        drill_calendar: Some(
+            c.drill_calendar
+                .unwrap_or_else(|| DEFAULT_DRILL_CALENDAR.to_owned()),
+        )
+        .filter(|c| c != "never"),
+        metrics_dir: chosen_metrics_dir(c.metrics_dir.as_deref()),
         mail_to,
         choices: choices.to_record(),
         target: found.target,

@@ -296,6 +296,17 @@ pub fn check_health(
         )),
         _ => {}
     }
+    problems.extend(target_problems(inventory, dir, last_run_failed));
+    health_line(inventory, problems, newest, age_hours, max_age_hours)
+}
+
+/// What the last run and the target's listing say is wrong.
+fn target_problems(
+    inventory: &Inventory,
+    dir: &str,
+    last_run_failed: bool,
+) -> Vec<(Health, String)> {
+    let mut problems = Vec::new();
     if last_run_failed {
         problems.push((
             Health::Critical,
@@ -320,6 +331,18 @@ pub fn check_health(
             ),
         ));
     }
+    problems
+}
+
+/// The plugin line: the worst health, the problems (or the newest backup
+/// when there are none) and the performance data.
+fn health_line(
+    inventory: &Inventory,
+    mut problems: Vec<(Health, String)>,
+    newest: Option<&Backup>,
+    age_hours: Option<f64>,
+    max_age_hours: u32,
+) -> (Health, String) {
     let total: u64 = inventory.backups.iter().map(|b| b.size).sum();
     let perfdata = format!(
         "age_hours={:.1};;{max_age_hours} backups={} size={total}B",
@@ -798,6 +821,22 @@ mod tests {
         let (h, line) = check_health(&inv, "/d", now, 36, false, None, &["odd".to_owned()]);
         assert_eq!(h, Health::Warning);
         assert!(line.starts_with("MAILBACKUP WARNING - odd|"), "{line}");
+    }
+
+    #[test]
+    fn health_checks_of_stray_interrupted_and_future_sets() {
+        let now = at("2026-11-24 13:00:00");
+        let check = |backups: Vec<Backup>, unknown, failed| {
+            let inv = Inventory {
+                backups,
+                unknown_files: unknown,
+                unknown_size: 0,
+                files: vec![],
+            };
+            check_health(&inv, "/d", now, 36, failed, None, &[])
+        };
+        let young = backup("20261124T010000Z", None, 2048);
+        let old = backup("20261122T010000Z", None, 2048);
         let (h, line) = check(vec![young.clone()], 2, false);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(

@@ -4,41 +4,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
+use crate::root::install::install_box;
 use mailbackup::systemd::units;
 
-/// A box for install tests: a config whose STORAGE_USER exists, and a
-/// STORAGE_ROOT a unit can name (no spaces), without backup/.
-fn install_box() -> MailBox {
-    let mailbox = MailBox::named("user-data");
-    if !mailbackup::sys::user_exists("user-data") {
-        let out = Command::new("useradd")
-            .args(["--system", "--no-create-home", "user-data"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() || mailbackup::sys::user_exists("user-data"),
-            "{}",
-            describe(&out)
-        );
-    }
-    fs::remove_file(mailbox.key_file()).unwrap();
-    fs::remove_dir(mailbox.root.join("backup")).unwrap();
-    mailbox
-}
-
+/// Installs into `units`; what it printed.
 fn install(mailbox: &MailBox, units: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "install",
-        "--unit-dir",
-        units.to_str().unwrap(),
-        "--bin",
-        BIN,
-    ];
-    args.extend_from_slice(extra);
-    let out = mailbox.run(&args);
+    let out = crate::root::install::install(mailbox, units, extra);
     assert!(out.status.success(), "{}", describe(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

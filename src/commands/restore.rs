@@ -120,6 +120,10 @@ pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
             args.folder.as_deref(),
         );
     }
+    if args.time.is_some() {
+        // duplicity would restore the oldest backup for a time before it.
+        super::restore_mailbox::choose_backup(&target, args.time.as_deref())?;
+    }
     match &args.to {
         Some(dir) => restore_to(&config, &layout, &target, dir, args),
         None => restore_in_place(&config, &layout, &target, args),

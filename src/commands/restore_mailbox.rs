@@ -304,7 +304,7 @@ fn standard_offset(now: i64) -> i64 {
 
 /// The backup that `--time` names (the latest without), from the target's
 /// listing: the folder is named after its date before duplicity runs.
-fn choose_backup(target: &Target, time: Option<&str>) -> Result<Backup> {
+pub(super) fn choose_backup(target: &Target, time: Option<&str>) -> Result<Backup> {
     let inventory = target.inventory()?;
     let now = chrono::Utc::now().timestamp();
     let at = match time {

@@ -67,9 +67,17 @@ pub fn compare(live: &Path, restored: &Path, rel: &Path, cutoff: f64) -> Result<
             c.changed_since += 1;
             continue;
         }
-        c.compared += 1;
         let inode_unchanged = at(meta.ctime(), meta.ctime_nsec()) < cutoff;
-        if let Some(what) = same_file(&live_path, &meta, &restored.join(&p), inode_unchanged)? {
+        let back = restored.join(&p);
+        if !inode_unchanged && std::fs::symlink_metadata(&back).is_err() {
+            // Renamed or moved here since (a message read, flagged, or
+            // moved to another folder keeps its mtime): not in the backup
+            // under this name.
+            c.changed_since += 1;
+            continue;
+        }
+        c.compared += 1;
+        if let Some(what) = same_file(&live_path, &meta, &back, inode_unchanged)? {
             c.differ(format!("{}: {what}", p.display()));
         }
     }
@@ -245,6 +253,30 @@ mod tests {
         // Everything changed since a backup of long ago: nothing compared.
         let c = compare(live.path(), back.path(), rel, 1.0).unwrap();
         assert_eq!((c.compared, c.changed_since), (0, 4));
+    }
+
+    /// A message read since the backup: dovecot renamed it to add a flag,
+    /// which keeps its mtime and sets its ctime. Not a difference.
+    #[test]
+    fn a_message_renamed_since_the_backup_is_counted_as_changed() {
+        let live = tempfile::tempdir().unwrap();
+        let back = tempfile::tempdir().unwrap();
+        let rel = Path::new("mail/mailboxes/example.com/alice");
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        for dir in [live.path(), back.path()] {
+            write(dir, &format!("{}/cur/1:2,", rel.display()), b"one");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.join(rel).join("cur/1:2,"))
+                .unwrap();
+            file.set_modified(long_ago).unwrap();
+        }
+        let now = crate::status::publish::unix(std::time::SystemTime::now());
+        let cutoff = now as f64 - 5.0;
+        let cur = live.path().join(rel).join("cur");
+        std::fs::rename(cur.join("1:2,"), cur.join("1:2,S")).unwrap();
+        let c = compare(live.path(), back.path(), rel, cutoff).unwrap();
+        assert_eq!((c.difference_count, c.changed_since), (0, 2), "{c:?}");
     }
 
     #[test]

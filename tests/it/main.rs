@@ -29,6 +29,7 @@ mod root {
     mod mailinabox;
     mod operate;
     mod ping;
+    mod restore_time;
     mod snapshot;
     mod sqlite_snapshot;
     mod tiers;

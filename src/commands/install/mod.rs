@@ -91,6 +91,14 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
             args.unit_dir.display()
         );
     }
+    if !args.unit_dir.is_dir() {
+        anyhow::bail!(
+            "the unit directory {} does not exist: give one that does with --unit-dir (the \
+             system's is {})",
+            args.unit_dir.display(),
+            SYSTEM_UNIT_DIR
+        );
+    }
     let installed =
         read_unit(&args.unit_dir.join(SERVICE))?.filter(|u| u.starts_with(units::GENERATED_MARK));
     let Some(config_path) = config_to_use(config_path, args, installed.as_deref())? else {

@@ -78,3 +78,31 @@ fn a_removed_custom_yaml_is_named_as_gone_and_a_secret_only_where_there_is_one()
     );
     assert!(!said.contains("for the backup target in"), "{said}");
 }
+
+/// A unit directory that does not exist is named as such, before anything
+/// is changed (custom.yaml keeps its mode), in a dry run too.
+#[test]
+fn a_missing_unit_directory_is_refused_before_anything_changes() {
+    needs_root!();
+    let mailbox = install_box();
+    fs::create_dir_all(mailbox.root.join("backup")).unwrap();
+    let settings = mailbox.root.join("backup/custom.yaml");
+    fs::write(&settings, "target: local\n").unwrap();
+    fs::set_permissions(&settings, fs::Permissions::from_mode(0o644)).unwrap();
+    let units = mailbox.dir.path().join("no-such-dir");
+    for extra in [&[][..], &["--dry-run"]] {
+        let out = install(&mailbox, &units, extra);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(&format!(
+                "the unit directory {} does not exist",
+                units.display()
+            )),
+            "{said}"
+        );
+    }
+    let mode = fs::metadata(&settings).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    assert!(!mailbox.key_file().exists());
+}

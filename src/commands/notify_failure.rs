@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
+use crate::backend::Settings;
 use crate::config::Config;
 use crate::key;
 use crate::mail::failure::{failure_mail, redact, valid_address, FailureReport};
@@ -65,7 +66,6 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
     // The key only to blank it out, should it ever have reached the journal.
     let layout = config.layout();
     let passphrase = key::load(&layout.key_file).ok().map(|k| k.passphrase);
-    let cause = key::missing(&layout.key_file);
     // The backup's snapshot is taken, and its before-backup hook run, by
     // units of their own, whose journals say why they failed (a restore
     // running, the hook's own words) where the backup's says only that
@@ -81,16 +81,18 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         .filter(|i| !i.is_empty())
         .or_else(|| systemd::show(&unit, "InvocationID"))
         .and_then(|i| systemd::invocation_start(&i));
-    let mut journal = redact(
-        &systemd::journal_tail(&journal_units, args.lines, since.as_deref()),
-        passphrase.as_ref(),
-    );
+    let raw = systemd::journal_tail(&journal_units, args.lines, since.as_deref());
+    let mut journal = redact(&raw, passphrase.as_ref());
     // And the target's secret: the settings may not parse, then there is none.
-    if let Ok(settings) = super::load_settings(&config) {
-        for secret in settings.target.iter().flat_map(|t| t.secrets()) {
-            journal = secret.redact(&journal);
-        }
+    let settings = super::load_settings(&config).ok();
+    for secret in settings
+        .iter()
+        .flat_map(|s| s.target.iter())
+        .flat_map(|t| t.secrets())
+    {
+        journal = secret.redact(&journal);
     }
+    let cause = key_cause(&layout.key_file, settings.as_ref(), &raw);
     let date = chrono::Local::now().to_rfc2822();
     let message = failure_mail(&FailureReport {
         host: &host,
@@ -113,4 +115,25 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
     }
     eprintln!("mailbackup: told {} that {unit} failed ({result})", args.to);
     Ok(0)
+}
+
+/// The line naming a missing key, if the key is missing. This unit may not
+/// look into a STORAGE_ROOT closed to others (0700): then what systemd
+/// logged of the run (`journal`) tells it, with the other credential files
+/// of the target's `settings`.
+fn key_cause(key_file: &Path, settings: Option<&Settings>, journal: &str) -> Option<String> {
+    key::missing(key_file).or_else(|| {
+        let others = settings.map(|s| {
+            s.target
+                .as_ref()
+                .map(|t| t.unit_needs(&s.path).credentials)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, path)| path)
+                .collect::<Vec<_>>()
+        });
+        key::hidden(key_file)
+            .then(|| key::missing_by_journal(key_file, journal, others.as_deref()))
+            .flatten()
+    })
 }

@@ -72,6 +72,14 @@ pub fn active_state(unit: &str) -> Option<String> {
     show(unit, "ActiveState")
 }
 
+/// A unit's ActiveState and MainPID (0: no main process), or None when
+/// systemd cannot be asked.
+pub fn state_and_main_pid(unit: &str) -> Option<(String, u32)> {
+    let state = show(unit, "ActiveState")?;
+    let pid = show(unit, "MainPID")?.parse().ok()?;
+    Some((state, pid))
+}
+
 /// One property of a unit, from `systemctl show`.
 pub fn show(unit: &str, property: &str) -> Option<String> {
     let out = Command::new("systemctl")

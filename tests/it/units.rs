@@ -51,6 +51,7 @@ pub(crate) fn default_settings() -> UnitSettings {
         mail_to: "administrator@box.example.com".into(),
         choices: "{}".into(),
         target: UnitNeeds::default(),
+        frozen: None,
     }
 }
 
@@ -79,6 +80,7 @@ fn golden_units_customised() {
             mail_to: "ops+backup@example.org".into(),
             choices: r#"{"on_calendar":"*-*-* 03:30:00","downtime":"full"}"#.into(),
             target: UnitNeeds::default(),
+            frozen: None,
         },
     );
 }

@@ -128,6 +128,7 @@ pub fn resolve(args: &InstallArgs, saved: Choices, found: Found) -> Result<Insta
         mail_to,
         choices: choices.to_record(),
         target: found.target,
+        frozen: None,
     };
     Ok(InstallSettings {
         units,

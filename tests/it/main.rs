@@ -43,8 +43,9 @@ mod e2e {
     mod backup;
     mod before_backup;
     mod fidelity;
-    mod package;
+    pub mod package;
     mod pause;
-    mod remote;
+    pub mod remote;
     mod restore_mailbox;
+    mod trixie;
 }

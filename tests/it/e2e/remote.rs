@@ -2,7 +2,7 @@
 //! host's network, backing up through its units to a private sshd and to
 //! moto on the host's 127.0.0.1.
 
-use crate::common::container::{Boot, Container};
+use crate::common::container::{Boot, Container, Suite};
 use crate::common::describe;
 use crate::common::needs_root;
 use crate::common::servers::{Moto, Sshd};
@@ -22,13 +22,17 @@ impl std::ops::Deref for HostContainer {
 }
 
 fn boot() -> HostContainer {
+    boot_suite(Suite::Bookworm)
+}
+
+fn boot_suite(suite: Suite) -> HostContainer {
     use std::os::fd::AsRawFd;
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/.e2e-host-network.lock");
     let lock = std::fs::File::create(path).unwrap();
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     HostContainer {
-        container: Boot::new().host_network().start(),
+        container: Boot::new().suite(suite).host_network().start(),
         _lock: lock,
     }
 }
@@ -198,8 +202,14 @@ fn s3_backups_by_the_units_restore_and_keep_the_secret_in_the_credential() {
 #[test]
 fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
     needs_root!();
+    ssh_target_and_disaster_restore(Suite::Bookworm);
+}
+
+/// An ssh target set up as an operator would, a changed host key, and the
+/// disaster restore onto a new box, on `suite`.
+pub(crate) fn ssh_target_and_disaster_restore(suite: Suite) {
     let mut sshd = Sshd::start();
-    let c = boot();
+    let c = boot_suite(suite);
     c.ok("mkdir -p /home/user-data/backup && echo 'target: off' > /home/user-data/backup/custom.yaml");
     c.set_up_box(4, "");
     // Backups are off: the service says so and succeeds.
@@ -276,7 +286,7 @@ fn an_ssh_target_set_up_as_an_operator_would_and_the_disaster_restore() {
     // The box is lost. A new one, with only the key, the settings and the
     // ssh key, gets the mail back from the server (and pins its new host key).
     drop(c);
-    let fresh = boot();
+    let fresh = boot_suite(suite);
     // A directory of the overlay's lower layer cannot be renamed: the new
     // box's data lies on a file system of its own, as a real disk would.
     fresh.ok("mount -t tmpfs -o size=256m tmpfs /home && mkdir /home/user-data && chown user-data /home/user-data");

@@ -217,7 +217,12 @@ impl Boot {
         if !self.host_network {
             nspawn.arg("--private-network");
         }
-        if let Some(unified) = self.unified_cgroups {
+        // systemd 257 (Debian 13) boots on the unified hierarchy only.
+        let unified = match self.suite {
+            Suite::Trixie => Some(self.unified_cgroups.unwrap_or(true)),
+            Suite::Bookworm => self.unified_cgroups,
+        };
+        if let Some(unified) = unified {
             nspawn.env(
                 "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
                 if unified { "1" } else { "0" },

@@ -73,7 +73,7 @@ fn snapshot_backup_failure_mail_restore_and_scores_on_debian_13() {
     c.mail_is_up();
     let mail = c.ok("i=0; until grep -q '^Subject: .*mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
     assert!(
-        mail.contains("/home/user-data/backup/secret_key.txt is missing"),
+        mail.contains("Cause: the backup key /home/user-data/backup/secret_key.txt is missing"),
         "{mail}\n{}",
         journal(&c, "mailbackup-failure*")
     );

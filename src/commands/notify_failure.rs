@@ -123,17 +123,34 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
 /// of the target's `settings`.
 fn key_cause(key_file: &Path, settings: Option<&Settings>, journal: &str) -> Option<String> {
     key::missing(key_file).or_else(|| {
-        let others = settings.map(|s| {
-            s.target
-                .as_ref()
-                .map(|t| t.unit_needs(&s.path).credentials)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, path)| path)
-                .collect::<Vec<_>>()
-        });
+        let others = match settings {
+            Some(s) => Some(
+                s.target
+                    .as_ref()
+                    .map(|t| t.unit_needs(&s.path).credentials)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, path)| path)
+                    .collect::<Vec<_>>(),
+            ),
+            None => installed_credentials(key_file),
+        };
         key::hidden(key_file)
             .then(|| key::missing_by_journal(key_file, journal, others.as_deref()))
             .flatten()
     })
+}
+
+/// The credential files besides the key that the installed units load,
+/// when the settings cannot be read: what the target needed when they were
+/// rendered, as the service unit's header records it (only an S3 target
+/// loads its settings file, beside the key). None when that is not known.
+fn installed_credentials(key_file: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let unit =
+        std::fs::read_to_string(Path::new(systemd::SYSTEM_UNIT_DIR).join(units::SERVICE)).ok()?;
+    let tag = units::Stamp::of(&unit)?.target?;
+    if !tag.contains("credentials") {
+        return Some(Vec::new());
+    }
+    Some(vec![key_file.parent()?.join(crate::backend::SETTINGS_FILE)])
 }

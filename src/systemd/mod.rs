@@ -72,12 +72,10 @@ pub fn active_state(unit: &str) -> Option<String> {
     show(unit, "ActiveState")
 }
 
-/// A unit's ActiveState and MainPID (0: no main process), or None when
+/// A unit's ActiveState and SubState (`active`, `running`), or None when
 /// systemd cannot be asked.
-pub fn state_and_main_pid(unit: &str) -> Option<(String, u32)> {
-    let state = show(unit, "ActiveState")?;
-    let pid = show(unit, "MainPID")?.parse().ok()?;
-    Some((state, pid))
+pub fn active_and_sub_state(unit: &str) -> Option<(String, String)> {
+    Some((show(unit, "ActiveState")?, show(unit, "SubState")?))
 }
 
 /// One property of a unit, from `systemctl show`.

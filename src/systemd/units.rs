@@ -138,22 +138,29 @@ pub fn frozen_candidates(service: &str) -> Vec<String> {
 }
 
 /// The unit to freeze for `service`: the first candidate that is active
-/// with a main process (`state` gives a unit's ActiveState and MainPID, or
-/// None when systemd cannot be asked). A unit that is not active cannot be
-/// frozen, and every backup would fail on it: that is refused here.
-pub fn pick_frozen(service: &str, state: impl Fn(&str) -> Option<(String, u32)>) -> Result<String> {
+/// with processes running (`SubState=running`: Debian 12's postfix.service
+/// is a oneshot, `active (exited)`). `state` gives a unit's ActiveState and
+/// SubState, or None when systemd cannot be asked. A unit that is not
+/// running cannot be frozen, and every backup would fail on it: that is
+/// refused here.
+pub fn pick_frozen(
+    service: &str,
+    state: impl Fn(&str) -> Option<(String, String)>,
+) -> Result<String> {
     let candidates = frozen_candidates(service);
     let mut seen = Vec::new();
     for unit in &candidates {
         match state(unit) {
-            Some((active, pid)) if active == "active" && pid != 0 => return Ok(unit.clone()),
-            Some((active, pid)) => seen.push(format!("{unit} is {active} with MainPID={pid}")),
+            Some((active, sub)) if active == "active" && sub == "running" => {
+                return Ok(unit.clone())
+            }
+            Some((active, sub)) => seen.push(format!("{unit} is {active} ({sub})")),
             None => seen.push(format!("{unit} could not be asked")),
         }
     }
     bail!(
         "--downtime pause freezes the unit that runs {service}, and none runs it now ({}): \
-         a unit that is not active cannot be frozen, and every backup would fail; \
+         a unit that is not running cannot be frozen, and every backup would fail; \
          start it (`systemctl start {service}`) and run install again, or choose --downtime snapshot",
         seen.join(", ")
     )
@@ -894,18 +901,18 @@ mod tests {
 
     #[test]
     fn the_unit_frozen_is_the_one_that_runs_the_service() {
-        let states = |table: &'static [(&'static str, &'static str, u32)]| {
+        let states = |table: &'static [(&'static str, &'static str, &'static str)]| {
             move |unit: &str| {
                 table
                     .iter()
                     .find(|(u, _, _)| *u == unit)
-                    .map(|(_, s, p)| (s.to_string(), *p))
+                    .map(|(_, s, p)| (s.to_string(), p.to_string()))
             }
         };
         // Debian 12: postfix.service is a wrapper, the master runs in postfix@-.
         let bookworm = states(&[
-            ("postfix.service", "active", 0),
-            ("postfix@-.service", "active", 812),
+            ("postfix.service", "active", "exited"),
+            ("postfix@-.service", "active", "running"),
         ]);
         assert_eq!(
             pick_frozen("postfix.service", bookworm).unwrap(),
@@ -913,28 +920,28 @@ mod tests {
         );
         // Debian 13: postfix.service runs the master, postfix@- is inactive.
         let trixie = states(&[
-            ("postfix.service", "active", 640),
-            ("postfix@-.service", "inactive", 0),
+            ("postfix.service", "active", "running"),
+            ("postfix@-.service", "inactive", "dead"),
         ]);
         assert_eq!(
             pick_frozen("postfix.service", trixie).unwrap(),
             "postfix.service"
         );
-        let dovecot = states(&[("dovecot.service", "active", 77)]);
+        let dovecot = states(&[("dovecot.service", "active", "running")]);
         assert_eq!(
             pick_frozen("dovecot.service", dovecot).unwrap(),
             "dovecot.service"
         );
         // None runs it: refused, naming what was found and what to do.
         let stopped = states(&[
-            ("postfix.service", "inactive", 0),
-            ("postfix@-.service", "inactive", 0),
+            ("postfix.service", "inactive", "dead"),
+            ("postfix@-.service", "inactive", "dead"),
         ]);
         let e = pick_frozen("postfix.service", stopped)
             .unwrap_err()
             .to_string();
         assert!(e.contains("none runs it now"), "{e}");
-        assert!(e.contains("postfix@-.service is inactive"), "{e}");
+        assert!(e.contains("postfix@-.service is inactive (dead)"), "{e}");
         assert!(e.contains("systemctl start postfix.service"), "{e}");
         assert!(e.contains("--downtime snapshot"), "{e}");
     }

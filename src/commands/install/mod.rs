@@ -207,7 +207,7 @@ fn find_frozen_units(s: &mut InstallSettings, installed: Option<&str>) -> Result
     let mut frozen = Vec::new();
     for (i, service) in u.services.iter().enumerate() {
         let service = units::service_name(service)?;
-        match units::pick_frozen(&service, systemd::state_and_main_pid) {
+        match units::pick_frozen(&service, systemd::active_and_sub_state) {
             Ok(unit) => frozen.push(unit),
             Err(e) if s.refresh => {
                 let keep = before

@@ -60,13 +60,54 @@ pub fn key_path(layout: &Layout, credentials_directory: Option<&Path>) -> PathBu
 /// unreadable to the caller): no backup runs, and none restores, without it.
 pub fn missing(path: &Path) -> Option<String> {
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
-            "the backup key {} is missing: no backup can run, and no backup can be restored \
-             without it; put your copy of the key back there",
-            path.display()
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(missing_message(path)),
         _ => None,
     }
+}
+
+/// Whether the caller may not look for the key file at all: a directory
+/// on its way is closed to it (Debian 13's useradd makes home directories,
+/// and so a STORAGE_ROOT, 0700).
+pub fn hidden(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
+}
+
+/// What [`missing`] says of the key file at `path`.
+pub fn missing_message(path: &Path) -> String {
+    format!(
+        "the backup key {} is missing: no backup can run, and no backup can be restored \
+         without it; put your copy of the key back there",
+        path.display()
+    )
+}
+
+/// The key's cause of a failure, told from what systemd logged for the run
+/// (`journal`) where the failure unit may not look for the key itself
+/// ([`hidden`]): systemd could not load the unit's credentials (exit status
+/// 243/CREDENTIALS), which are the key and `others` (None: not known). The
+/// other credential files that are there are no cause.
+pub fn missing_by_journal(key: &Path, journal: &str, others: Option<&[PathBuf]>) -> Option<String> {
+    if !journal.contains("status=243/CREDENTIALS") {
+        return None;
+    }
+    let suspects: Vec<String> = match others {
+        Some(others) => others
+            .iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_err())
+            .map(|p| p.display().to_string())
+            .collect(),
+        None => vec!["another file it loads as a credential".to_owned()],
+    };
+    if suspects.is_empty() {
+        return Some(missing_message(key));
+    }
+    Some(format!(
+        "systemd could not load the unit's credentials (status 243/CREDENTIALS): \
+         the backup key {} is missing, or {} is; put your copy of the key back there",
+        key.display(),
+        suspects.join(", or ")
+    ))
 }
 
 /// A loaded key, with a warning for the operator when its file is too open.
@@ -402,6 +443,35 @@ mod tests {
         assert_eq!(
             key_path(&l, Some(Path::new("/run/credentials/mailbackup.service"))),
             Path::new("/run/credentials/mailbackup.service/passphrase")
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_told_from_the_journal_where_it_is_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("secret_key.txt");
+        let there = dir.path().join("custom.yaml");
+        std::fs::write(&there, "target: s3://x\n").unwrap();
+        let failed =
+            "mailbackup.service: Control process exited, code=exited, status=243/CREDENTIALS\n";
+        // Another failure: not the key's.
+        assert_eq!(
+            missing_by_journal(&key, "status=1/FAILURE", Some(&[])),
+            None
+        );
+        // The key is the only credential not there: it is the missing one.
+        let cause = missing_by_journal(&key, failed, Some(std::slice::from_ref(&there))).unwrap();
+        assert_eq!(cause, missing_message(&key));
+        assert!(cause.contains("secret_key.txt is missing"), "{cause}");
+        // Another is gone too, or not known: both are named.
+        let gone = dir.path().join("gone.yaml");
+        let cause = missing_by_journal(&key, failed, Some(&[gone])).unwrap();
+        assert!(cause.contains("secret_key.txt is missing, or "), "{cause}");
+        assert!(cause.contains("gone.yaml is"), "{cause}");
+        let cause = missing_by_journal(&key, failed, None).unwrap();
+        assert!(
+            cause.contains("secret_key.txt is missing, or another file"),
+            "{cause}"
         );
     }
 }

@@ -51,5 +51,7 @@ if ! "$moto/bin/moto_server" --help >/dev/null 2>&1; then
     "$moto/bin/pip" install -q 'moto[server]==5.2.5' 'boto3==1.44.8'
 fi
 
-# The Debian 12 root that the end-to-end tests boot with systemd-nspawn.
-bash tests/e2e/make-root.sh
+# The Debian 12 and Debian 13 roots that the end-to-end tests boot with
+# systemd-nspawn.
+bash tests/e2e/make-root.sh bookworm
+bash tests/e2e/make-root.sh trixie

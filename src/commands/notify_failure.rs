@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
+use crate::backend::Settings;
 use crate::config::Config;
 use crate::key;
 use crate::mail::failure::{failure_mail, redact, valid_address, FailureReport};
@@ -62,12 +63,16 @@ pub fn run(config_path: &Path, args: &NotifyFailureArgs) -> Result<u8> {
         .filter(|r| !r.is_empty())
         .or_else(|| systemd::show(&unit, "Result"))
         .unwrap_or_else(|| "unknown".to_owned());
-    let cause = key::missing(&config.layout().key_file);
+    let layout = config.layout();
     let invocation = std::env::var("MONITOR_INVOCATION_ID")
         .ok()
         .filter(|i| !i.is_empty())
         .or_else(|| systemd::show(&unit, "InvocationID"));
     let journal = run_journal(&config, &unit, invocation, args.lines);
+    // What systemd logged of the run tells a missing key where this unit
+    // may not look (a STORAGE_ROOT closed to others).
+    let settings = super::load_settings(&config).ok();
+    let cause = key_cause(&layout.key_file, settings.as_ref(), &journal);
     let date = chrono::Local::now().to_rfc2822();
     let message = failure_mail(&FailureReport {
         host: &host,
@@ -116,9 +121,6 @@ pub fn host_name(config: &Config) -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// The units whose journal tells of a run of `unit`: the backup's snapshot
-/// is taken by a unit of its own, whose journal says why it failed (a
-/// restore running, say) where the backup's says only that it did.
 /// The backup's snapshot is taken, and its before-backup hook run, by units
 /// of their own, whose journals say why they failed (a restore running, the
 /// hook's own words) where the backup's says only that they did.
@@ -149,4 +151,42 @@ pub fn run_journal(config: &Config, unit: &str, invocation: Option<String>, line
         Ok(settings) => settings.redact(&journal),
         Err(_) => journal,
     }
+}
+
+/// The line naming a missing key, if the key is missing. This unit may not
+/// look into a STORAGE_ROOT closed to others (0700): then what systemd
+/// logged of the run (`journal`) tells it, with the other credential files
+/// of the target's `settings`.
+fn key_cause(key_file: &Path, settings: Option<&Settings>, journal: &str) -> Option<String> {
+    key::missing(key_file).or_else(|| {
+        let others = match settings {
+            Some(s) => Some(
+                s.target
+                    .as_ref()
+                    .map(|t| t.unit_needs(&s.path).credentials)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, path)| path)
+                    .collect::<Vec<_>>(),
+            ),
+            None => installed_credentials(key_file),
+        };
+        key::hidden(key_file)
+            .then(|| key::missing_by_journal(key_file, journal, others.as_deref()))
+            .flatten()
+    })
+}
+
+/// The credential files besides the key that the installed units load,
+/// when the settings cannot be read: what the target needed when they were
+/// rendered, as the service unit's header records it (only an S3 target
+/// loads its settings file, beside the key). None when that is not known.
+fn installed_credentials(key_file: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let unit =
+        std::fs::read_to_string(Path::new(systemd::SYSTEM_UNIT_DIR).join(units::SERVICE)).ok()?;
+    let tag = units::Stamp::of(&unit)?.target?;
+    if !tag.contains("credentials") {
+        return Some(Vec::new());
+    }
+    Some(vec![key_file.parent()?.join(crate::backend::SETTINGS_FILE)])
 }

@@ -91,6 +91,12 @@ pub fn active_state(unit: &str) -> Option<String> {
     show(unit, "ActiveState")
 }
 
+/// A unit's ActiveState and SubState (`active`, `running`), or None when
+/// systemd cannot be asked.
+pub fn active_and_sub_state(unit: &str) -> Option<(String, String)> {
+    Some((show(unit, "ActiveState")?, show(unit, "SubState")?))
+}
+
 /// One property of a unit, from `systemctl show`.
 pub fn show(unit: &str, property: &str) -> Option<String> {
     let out = Command::new("systemctl")

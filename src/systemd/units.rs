@@ -133,14 +133,65 @@ impl Downtime {
     }
 }
 
-/// The unit whose processes are frozen to pause `service`. Debian's
-/// postfix.service is a wrapper without processes: the daemons run in
-/// postfix@-.service, which is the one to freeze.
+/// The unit whose processes are frozen to pause `service`, where systemd
+/// cannot be asked. On Debian 12, postfix.service is a wrapper without
+/// processes: the daemons run in postfix@-.service, which is the one to
+/// freeze. On Debian 13, postfix.service runs the master itself (and
+/// postfix@-.service stays inactive): `install` asks systemd which one
+/// runs it ([`frozen_candidates`], [`pick_frozen`]).
 pub fn frozen_unit(service: &str) -> String {
     match service {
         "postfix.service" => "postfix@-.service".to_owned(),
         other => other.to_owned(),
     }
+}
+
+/// The units that may run `service`'s processes, in the order they are
+/// tried: the default of [`frozen_unit`] first, then the service itself.
+pub fn frozen_candidates(service: &str) -> Vec<String> {
+    let first = frozen_unit(service);
+    if first == service {
+        vec![first]
+    } else {
+        vec![first, service.to_owned()]
+    }
+}
+
+/// The unit to freeze for `service`: the first candidate that is active
+/// with processes running (`SubState=running`: Debian 12's postfix.service
+/// is a oneshot, `active (exited)`). `state` gives a unit's ActiveState and
+/// SubState, or None when systemd cannot be asked. A unit that is not
+/// running cannot be frozen, and every backup would fail on it: that is
+/// refused here.
+pub fn pick_frozen(
+    service: &str,
+    state: impl Fn(&str) -> Option<(String, String)>,
+) -> Result<String> {
+    let candidates = frozen_candidates(service);
+    let mut seen = Vec::new();
+    for unit in &candidates {
+        match state(unit) {
+            Some((active, sub)) if active == "active" && sub == "running" => {
+                return Ok(unit.clone())
+            }
+            Some((active, sub)) => seen.push(format!("{unit} is {active} ({sub})")),
+            None => seen.push(format!("{unit} could not be asked")),
+        }
+    }
+    bail!(
+        "--downtime pause freezes the unit that runs {service}, and none runs it now ({}): \
+         a unit that is not running cannot be frozen, and every backup would fail; \
+         start it (`systemctl start {service}`) and run install again, or choose --downtime snapshot",
+        seen.join(", ")
+    )
+}
+
+/// The units an installed mailbackup.service freezes (`--downtime pause`),
+/// or None when it freezes none.
+pub fn frozen_in(unit: &str) -> Option<Vec<String>> {
+    unit.lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre=/usr/bin/systemctl freeze "))
+        .map(|units| units.split_whitespace().map(str::to_owned).collect())
 }
 
 /// What goes into the units, as given.
@@ -170,6 +221,9 @@ pub struct UnitSettings {
     /// Whether postfix's postdrop group exists: then the failure unit may
     /// leave its mail in postfix's queue when the mail server is down.
     pub postdrop: bool,
+    /// The units frozen for `--downtime pause`, one per service, as
+    /// `install` found them running; None: those of [`frozen_unit`].
+    pub frozen: Option<Vec<String>>,
 }
 
 /// A rendered unit file.
@@ -474,7 +528,13 @@ fn check(settings: &UnitSettings) -> Result<Checked<'_>> {
     if settings.choices.contains(['\n', '\r']) {
         bail!("the recorded install options span more than one line");
     }
-    let frozen = services.iter().map(|s| frozen_unit(s)).collect();
+    let frozen = match &settings.frozen {
+        Some(units) => units
+            .iter()
+            .map(|u| service_name(u))
+            .collect::<Result<Vec<_>>>()?,
+        None => services.iter().map(|s| frozen_unit(s)).collect(),
+    };
     Ok(Checked {
         config,
         storage_root,
@@ -791,6 +851,7 @@ mod tests {
             choices: "{}".into(),
             target: UnitNeeds::default(),
             postdrop: true,
+            frozen: None,
         }
     }
 
@@ -1041,5 +1102,94 @@ mod tests {
         assert!(unit_name("mailbackup").is_err());
         assert!(unit_name("x.service\nUser=root").is_err());
         assert!(service_name(".service").is_err());
+    }
+
+    #[test]
+    fn the_unit_frozen_is_the_one_that_runs_the_service() {
+        let states = |table: &'static [(&'static str, &'static str, &'static str)]| {
+            move |unit: &str| {
+                table
+                    .iter()
+                    .find(|(u, _, _)| *u == unit)
+                    .map(|(_, s, p)| (s.to_string(), p.to_string()))
+            }
+        };
+        // Debian 12: postfix.service is a wrapper, the master runs in postfix@-.
+        let bookworm = states(&[
+            ("postfix.service", "active", "exited"),
+            ("postfix@-.service", "active", "running"),
+        ]);
+        assert_eq!(
+            pick_frozen("postfix.service", bookworm).unwrap(),
+            "postfix@-.service"
+        );
+        // Debian 13: postfix.service runs the master, postfix@- is inactive.
+        let trixie = states(&[
+            ("postfix.service", "active", "running"),
+            ("postfix@-.service", "inactive", "dead"),
+        ]);
+        assert_eq!(
+            pick_frozen("postfix.service", trixie).unwrap(),
+            "postfix.service"
+        );
+        let dovecot = states(&[("dovecot.service", "active", "running")]);
+        assert_eq!(
+            pick_frozen("dovecot.service", dovecot).unwrap(),
+            "dovecot.service"
+        );
+        // None runs it: refused, naming what was found and what to do.
+        let stopped = states(&[
+            ("postfix.service", "inactive", "dead"),
+            ("postfix@-.service", "inactive", "dead"),
+        ]);
+        let e = pick_frozen("postfix.service", stopped)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none runs it now"), "{e}");
+        assert!(e.contains("postfix@-.service is inactive (dead)"), "{e}");
+        assert!(e.contains("systemctl start postfix.service"), "{e}");
+        assert!(e.contains("--downtime snapshot"), "{e}");
+    }
+
+    #[test]
+    fn the_units_frozen_are_read_back_from_the_service() {
+        let s = UnitSettings {
+            downtime: Downtime::Pause,
+            frozen: Some(vec!["dovecot.service".into(), "postfix.service".into()]),
+            ..settings()
+        };
+        let service = render(&s)
+            .unwrap()
+            .into_iter()
+            .find(|u| u.name == SERVICE)
+            .unwrap()
+            .content;
+        assert!(service.contains("freeze dovecot.service postfix.service\n"));
+        assert_eq!(
+            frozen_in(&service).unwrap(),
+            ["dovecot.service", "postfix.service"]
+        );
+        let default = render(&UnitSettings {
+            downtime: Downtime::Pause,
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(
+            frozen_in(
+                &default
+                    .into_iter()
+                    .find(|u| u.name == SERVICE)
+                    .unwrap()
+                    .content
+            )
+            .unwrap(),
+            ["dovecot.service", "postfix@-.service"]
+        );
+        let bad = UnitSettings {
+            downtime: Downtime::Pause,
+            frozen: Some(vec!["postfix.service\nExecStart=/bin/evil".into()]),
+            ..settings()
+        };
+        assert!(render(&bad).is_err());
     }
 }

@@ -1,14 +1,25 @@
 #!/bin/bash
-# Builds (once) the Debian 12 root that the end-to-end tests boot with
+# Builds (once) a Debian root that the end-to-end tests boot with
 # systemd-nspawn: systemd, real postfix and dovecot-imapd, duplicity (with
-# boto3 for S3, rsync and the ssh client for ssh targets), and a mail user. Cached in $MAILBACKUP_E2E_ROOT (default below), which the tests
-# never change: they boot it with --volatile=overlay.
-#   bash tests/e2e/make-root.sh
+# boto3 for S3, rsync and the ssh client for ssh targets), and a mail user.
+# Cached in $MAILBACKUP_E2E_ROOT (default below), which the tests never
+# change: they boot it with --volatile=overlay.
+#   bash tests/e2e/make-root.sh [bookworm|trixie]     (bookworm by default)
 set -euo pipefail
+suite=${1:-bookworm}
+case "$suite" in
+    bookworm) version=v3 ;;
+    trixie) version=v1 ;;
+    *) echo "make-root.sh: unknown suite '$suite' (bookworm or trixie)" >&2; exit 2 ;;
+esac
 # The version is in the name too: a machine that runs the tests of two
 # branches keeps both roots.
-root=${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/bookworm-v3}
-stamp=$root/.mailbackup-e2e-v3
+if [ "$suite" = bookworm ]; then
+    root=${MAILBACKUP_E2E_ROOT:-/var/cache/mailbackup-e2e/$suite-$version}
+else
+    root=${MAILBACKUP_E2E_ROOT_TRIXIE:-/var/cache/mailbackup-e2e/$suite-$version}
+fi
+stamp=$root/.mailbackup-e2e-$version
 [ -e "$stamp" ] && exit 0
 
 export DEBIAN_FRONTEND=noninteractive
@@ -32,11 +43,20 @@ mirror=${MAILBACKUP_DEBIAN_MIRROR:-$(host_mirror)}
 
 rm -rf "$root.tmp"
 mkdir -p "$(dirname "$root")"
-echo "bootstrapping from $mirror"
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,debconf-utils bookworm "$root.tmp" "$mirror"
-# The host's sources too, so that apt in the root uses the same mirror.
-cp /etc/apt/sources.list.d/*.sources "$root.tmp/etc/apt/sources.list.d/" 2>/dev/null || true
-[ -s /etc/apt/sources.list ] && cp /etc/apt/sources.list "$root.tmp/etc/apt/sources.list" || true
+echo "bootstrapping $suite from $mirror"
+# Only the base goes through debootstrap: on trixie its resolver fails on
+# python3-boto3 (python3-cryptography's cffi dependency), so the extras are
+# installed with apt inside the root, on both suites alike.
+debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,debconf-utils \
+    "$suite" "$root.tmp" "$mirror"
+# apt in the root uses the same mirror: the host's sources on bookworm (the
+# host's own suite); on trixie, the mirror for trixie.
+if [ "$suite" = bookworm ]; then
+    cp /etc/apt/sources.list.d/*.sources "$root.tmp/etc/apt/sources.list.d/" 2>/dev/null || true
+    [ -s /etc/apt/sources.list ] && cp /etc/apt/sources.list "$root.tmp/etc/apt/sources.list" || true
+else
+    echo "deb $mirror $suite main" > "$root.tmp/etc/apt/sources.list"
+fi
 echo mailbackup-e2e > "$root.tmp/etc/hostname"
 chroot "$root.tmp" sh -ec '
     echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
@@ -53,7 +73,7 @@ chroot "$root.tmp" sh -ec '
     systemctl enable postfix dovecot
     systemctl mask systemd-networkd-wait-online.service console-getty.service 2>/dev/null || true
 '
-touch "$root.tmp/.mailbackup-e2e-v3"
+touch "$root.tmp/.mailbackup-e2e-$version"
 # An older version of the root, if any, goes.
 rm -rf "$root"
 mv "$root.tmp" "$root"

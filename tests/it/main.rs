@@ -51,9 +51,10 @@ mod e2e {
     mod before_backup;
     mod drill;
     mod fidelity;
-    mod package;
+    pub mod package;
     mod pause;
     mod ping;
-    mod remote;
+    pub mod remote;
     mod restore_mailbox;
+    mod trixie;
 }

@@ -54,6 +54,7 @@ pub(crate) fn default_settings() -> UnitSettings {
         choices: "{}".into(),
         target: UnitNeeds::default(),
         postdrop: true,
+        frozen: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn golden_units_customised() {
             target: UnitNeeds::default(),
             // A box without postfix: the failure mail has no queue to wait in.
             postdrop: false,
+            frozen: None,
         },
     );
 }

@@ -277,7 +277,11 @@ impl Plan {
         } else {
             eprintln!(
                 "mailbackup: {} {} enabled from the earlier install: backups to this target fail, and mail {}, until it works; fix it (see `mailbackup check-target`), then run `mailbackup install` again",
-                enabled.join(" and "),
+                match enabled.split_last() {
+                    Some((last, rest)) if !rest.is_empty() =>
+                        format!("{} and {last}", rest.join(", ")),
+                    _ => enabled.join(""),
+                },
                 if enabled.len() == 1 { "stays" } else { "stay" },
                 s.units.mail_to
             );

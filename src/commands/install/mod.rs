@@ -125,8 +125,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
         target: target.unit_needs(),
         bin: this_binary(args)?,
     };
-    let settings = resolve(args, saved, found)?;
+    let mut settings = resolve(args, saved, found)?;
     check_with_the_system(&settings)?;
+    find_frozen_units(&mut settings, installed.as_deref())?;
     let ssh_key = target.target.as_ref().and_then(|t| t.ssh_key());
     let disk = OnDisk::read(&settings, ssh_key, &target.path)?;
     let plan = plan(&settings, &disk)?;
@@ -199,6 +200,41 @@ fn check_with_the_system(s: &InstallSettings) -> Result<()> {
     if !s.refresh && systemd::is_system_unit_dir(&s.unit_dir) && systemd::is_booted() {
         check_services(&u.services, |s| systemd::show(s, "LoadState"))?;
     }
+    Ok(())
+}
+
+/// `--downtime pause`: the unit that runs each mail service, asked of
+/// systemd (Debian 12 runs postfix in postfix@-.service, Debian 13 in
+/// postfix.service itself), so that the backup freezes the processes that
+/// are there; a service none runs is refused. On `--refresh` (a package
+/// upgrade, perhaps while the mail is stopped) such a service keeps the
+/// unit the installed service freezes, with a warning.
+fn find_frozen_units(s: &mut InstallSettings, installed: Option<&str>) -> Result<()> {
+    let u = &s.units;
+    if u.downtime != Downtime::Pause
+        || !systemd::is_system_unit_dir(&s.unit_dir)
+        || !systemd::is_booted()
+    {
+        return Ok(());
+    }
+    let before = installed.and_then(units::frozen_in).unwrap_or_default();
+    let mut frozen = Vec::new();
+    for (i, service) in u.services.iter().enumerate() {
+        let service = units::service_name(service)?;
+        match units::pick_frozen(&service, systemd::active_and_sub_state) {
+            Ok(unit) => frozen.push(unit),
+            Err(e) if s.refresh => {
+                let keep = before
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| units::frozen_unit(&service));
+                eprintln!("mailbackup: warning: {e:#}; the backup freezes {keep} as before");
+                frozen.push(keep);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    s.units.frozen = Some(frozen);
     Ok(())
 }
 

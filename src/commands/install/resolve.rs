@@ -146,6 +146,7 @@ pub fn resolve(args: &InstallArgs, saved: Choices, found: Found) -> Result<Insta
         choices: choices.to_record(),
         target: found.target,
         postdrop: crate::sys::group_exists(crate::mail::queue::POSTDROP_GROUP),
+        frozen: None,
     };
     Ok(InstallSettings {
         units,

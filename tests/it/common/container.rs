@@ -1,5 +1,5 @@
-//! A booted systemd for end-to-end tests: the Debian 12 root that
-//! `tests/e2e/make-root.sh` builds, booted with systemd-nspawn on a
+//! A booted systemd for end-to-end tests: the Debian 12 (or 13, see
+//! [`Suite`]) root that `tests/e2e/make-root.sh` builds, booted with systemd-nspawn on a
 //! throw-away overlay, with real postfix, dovecot and duplicity, and the
 //! mailbackup Debian package in `/srv/host`.
 
@@ -12,14 +12,54 @@ use std::time::{Duration, Instant};
 use super::describe;
 use super::package::QUICK_PROFILE;
 
-pub fn e2e_root() -> PathBuf {
-    let root = std::env::var_os("MAILBACKUP_E2E_ROOT")
+/// The Debian release a container boots: each has a root of its own,
+/// built by `tests/e2e/make-root.sh SUITE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Suite {
+    /// Debian 12: systemd 252, duplicity 0.8.22.
+    #[default]
+    Bookworm,
+    /// Debian 13: systemd 257, duplicity 3.0, cgroup v2 only, postfix run
+    /// by postfix.service itself, home directories 0700.
+    Trixie,
+}
+
+impl Suite {
+    /// The cached root, its variable and its version stamp.
+    fn root_and_stamp(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Suite::Bookworm => (
+                "MAILBACKUP_E2E_ROOT",
+                "/var/cache/mailbackup-e2e/bookworm-v3",
+                ".mailbackup-e2e-v3",
+            ),
+            Suite::Trixie => (
+                "MAILBACKUP_E2E_ROOT_TRIXIE",
+                "/var/cache/mailbackup-e2e/trixie-v1",
+                ".mailbackup-e2e-v1",
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+}
+
+/// The root of `suite`.
+pub fn suite_root(suite: Suite) -> PathBuf {
+    let (var, default, stamp) = suite.root_and_stamp();
+    let root = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/mailbackup-e2e/bookworm-v3".into());
+        .unwrap_or_else(|| default.into());
     assert!(
-        root.join(".mailbackup-e2e-v3").exists(),
-        "{} is missing: run tests/setup.sh (or tests/e2e/make-root.sh) first",
-        root.display()
+        root.join(stamp).exists(),
+        "{} is missing: run tests/setup.sh (or tests/e2e/make-root.sh {}) first",
+        root.display(),
+        suite.name()
     );
     root
 }
@@ -77,6 +117,8 @@ pub struct Container {
     nspawn: Child,
     init: u32,
     _share: tempfile::TempDir,
+    /// The Debian release it runs.
+    pub suite: Suite,
 }
 
 /// How to boot a container.
@@ -85,6 +127,7 @@ pub struct Boot {
     unified_cgroups: Option<bool>,
     host_network: bool,
     binds: Vec<(PathBuf, String)>,
+    suite: Suite,
 }
 
 impl Boot {
@@ -94,7 +137,14 @@ impl Boot {
             unified_cgroups: None,
             host_network: false,
             binds: Vec::new(),
+            suite: Suite::default(),
         }
+    }
+
+    /// The Debian release to boot (Debian 12 unless told).
+    pub fn suite(mut self, suite: Suite) -> Boot {
+        self.suite = suite;
+        self
     }
 
     /// The box keeps its data in `dir` (STORAGE_ROOT in the container).
@@ -130,7 +180,7 @@ impl Boot {
     }
 
     pub fn start(self) -> Container {
-        let root = e2e_root();
+        let root = suite_root(self.suite);
         let deb = debian_package();
         let share = tempfile::Builder::new()
             .prefix("mailbackup-e2e")
@@ -167,7 +217,12 @@ impl Boot {
         if !self.host_network {
             nspawn.arg("--private-network");
         }
-        if let Some(unified) = self.unified_cgroups {
+        // systemd 257 (Debian 13) boots on the unified hierarchy only.
+        let unified = match self.suite {
+            Suite::Trixie => Some(self.unified_cgroups.unwrap_or(true)),
+            Suite::Bookworm => self.unified_cgroups,
+        };
+        if let Some(unified) = unified {
             nspawn.env(
                 "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
                 if unified { "1" } else { "0" },
@@ -200,6 +255,7 @@ impl Boot {
             nspawn,
             init: init.expect("the container's systemd did not start"),
             _share: share,
+            suite: self.suite,
         };
         // Until systemd answers on its bus at all, then until it is up.
         let mut state = String::new();
@@ -364,11 +420,12 @@ impl Container {
             systemctl start {unit} & s=$!
             while kill -0 $s 2>/dev/null; do
                 if pgrep -f 'bin/duplicit[y] {action}' >/dev/null; then
-                    echo "during: $(systemctl is-active postfix@-.service dovecot.service | tr '\n' ' ')"
+                    echo "during: $(systemctl is-active {postfix} dovecot.service | tr '\n' ' ')"
                 fi
                 sleep 0.05
             done
-            wait $s; echo "rc=$?"; wait $d"#
+            wait $s; echo "rc=$?"; wait $d"#,
+            postfix = self.postfix_unit()
         ));
         let (rc, during) = rc_and_during(&out);
         (rc, during, out)
@@ -387,6 +444,15 @@ impl Container {
             "{}",
             describe(&out)
         );
+    }
+
+    /// The unit that runs postfix's master: postfix@-.service on Debian
+    /// 12, postfix.service itself on Debian 13.
+    pub fn postfix_unit(&self) -> &'static str {
+        match self.suite {
+            Suite::Bookworm => "postfix@-.service",
+            Suite::Trixie => "postfix.service",
+        }
     }
 
     pub fn mail_is_up(&self) {

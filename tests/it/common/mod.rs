@@ -166,6 +166,17 @@ impl MailBox {
         out
     }
 
+    /// `mailbackup key confirm` with the key file, as an operator pastes
+    /// it back: `status --check` no longer warns of an unconfirmed key.
+    pub fn confirm_key(&self) {
+        let out = self
+            .cmd(&["key", "confirm"])
+            .stdin(std::fs::File::open(self.key_file()).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+
     /// Runs mailbackup and requires success.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);

@@ -136,7 +136,7 @@ fn node_exporter_serves_the_metrics_and_a_damaged_volume_fails_the_drill() {
 
     // A damaged volume: the drill's unit fails, mails, sets the metric,
     // and status --check is CRITICAL.
-    c.ok("for v in /home/user-data/backup/encrypted/duplicity-full.*.difftar.gpg; do truncate -s 50% \"$v\"; done");
+    c.ok("for v in /home/user-data/backup/encrypted/duplicity-full.*.difftar.gpg; do truncate -s $(( $(stat -c %s \"$v\") / 2 )) \"$v\"; done");
     let out = c.sh("systemctl start mailbackup-drill.service");
     assert!(!out.status.success(), "{}", describe(&out));
     assert_eq!(

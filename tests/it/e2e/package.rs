@@ -5,7 +5,7 @@
 //! timers; purge removes the units mailbackup wrote. None of them touches a
 //! backup, the key or the settings.
 
-use crate::common::container::{debian_package, Boot, Container};
+use crate::common::container::{debian_package, Boot, Container, Suite};
 use crate::common::needs_root;
 use crate::common::package::{field, next_package, NEXT_TEMPLATE_LINE};
 
@@ -30,9 +30,15 @@ fn says(c: &Container, query: &str, unit: &str) -> String {
 #[test]
 fn upgrade_remove_and_purge_reach_the_units_and_never_the_backups() {
     needs_root!();
+    upgrade_remove_and_purge(Suite::Bookworm);
+}
+
+/// The package's first install, upgrade, removal and purge on `suite`.
+pub(crate) fn upgrade_remove_and_purge(suite: Suite) {
     let next = next_package(&field(&debian_package(), "Version"));
     let next_name = next.file_name().unwrap().to_str().unwrap().to_owned();
     let c = Boot::new()
+        .suite(suite)
         .bind(next.parent().unwrap(), "/srv/next")
         .start();
 

@@ -277,6 +277,7 @@ fn a_locked_database_is_copied_as_bytes_and_warned_of() {
     assert_eq!(databases_taken(&stderr(&out)), Some(2), "{}", stderr(&out));
     mailbox.ok(&["run", "--from-snapshot"]);
     mailbox.ok(&["snapshot", "--remove"]);
+    mailbox.confirm_key();
     let check = mailbox.run(&["status", "--check"]);
     assert_eq!(
         check.status.code(),

@@ -45,10 +45,11 @@ pub const QUICK_PROFILE: (&str, &str) = ("MAILBACKUP_DEB_PROFILE", "package-test
 pub const NEXT_TEMPLATE_LINE: &str = "# Rendered by the next version's templates.";
 
 /// The files a package is built from.
-const SOURCES: [&str; 6] = [
+const SOURCES: [&str; 7] = [
     "Cargo.toml",
     "Cargo.lock",
     "README.md",
+    "doc",
     "src",
     "templates",
     "packaging",

@@ -96,6 +96,12 @@ pub fn confirm(
     input
         .read_to_end(&mut pasted)
         .context("Failed to read the key from standard input")?;
+    if pasted.iter().all(u8::is_ascii_whitespace) {
+        bail!(
+            "nothing was read from standard input: paste the key from where you keep it \
+             (`mailbackup key confirm < copy-of-key.txt`); nothing was recorded"
+        );
+    }
     if !key::matches(&key_text, &pasted) {
         bail!(
             "what you gave is not the backup key {}: nothing was recorded; check the copy you keep \

@@ -258,6 +258,15 @@ fn the_key_is_shown_and_confirmed_and_a_changed_key_needs_a_new_confirmation() {
     );
     assert!(!mailbox.root.join("backup/key-confirmed").exists());
     assert_eq!(check(&mailbox).0, 1);
+    // Nothing at all: said so.
+    let empty = confirm(&mailbox, b"\n");
+    assert_eq!(empty.status.code(), Some(1), "{}", describe(&empty));
+    assert!(
+        stderr(&empty).contains("nothing was read"),
+        "{}",
+        describe(&empty)
+    );
+    assert!(!mailbox.root.join("backup/key-confirmed").exists());
 
     // The right one, as a paste gives it: trailing whitespace, or its first line.
     let mut pasted = key.clone();

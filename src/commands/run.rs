@@ -24,7 +24,10 @@ use crate::status::report::{full_reason, FullReason};
 /// stop the mail services, run the hooks or prune: the systemd units do that.
 ///
 /// With --from-snapshot it backs up the snapshot that `mailbackup snapshot`
-/// took while the mail services were stopped, in the place of STORAGE_ROOT.
+/// took while the mail services were stopped, in the place of STORAGE_ROOT,
+/// as mailbackup.service does. Without it, it reads the live files, as
+/// Mail-in-a-Box's backup.py did: a SQLite database written meanwhile may
+/// be read torn (the snapshot takes databases with SQLite's online backup).
 ///
 /// Example: mailbackup run --full
 #[derive(Debug, clap::Args)]

@@ -119,6 +119,9 @@ pub struct Container {
     _share: tempfile::TempDir,
     /// The Debian release it runs.
     pub suite: Suite,
+    /// Held while a container on the host's network runs: its postfix and
+    /// dovecot take the host's ports, so one at a time, across processes.
+    _host_network: Option<fs::File>,
 }
 
 /// How to boot a container.
@@ -214,6 +217,13 @@ impl Boot {
             )
             .arg(&cgroup)
             .args(["--register=no", "--keep-unit", "--volatile=overlay", "--quiet"]);
+        let host_network_lock = self.host_network.then(|| {
+            use std::os::fd::AsRawFd;
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let lock = fs::File::create(manifest.join("target/.host-network.lock")).unwrap();
+            assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+            lock
+        });
         if !self.host_network {
             nspawn.arg("--private-network");
         }
@@ -256,6 +266,7 @@ impl Boot {
             init: init.expect("the container's systemd did not start"),
             _share: share,
             suite: self.suite,
+            _host_network: host_network_lock,
         };
         // Until systemd answers on its bus at all, then until it is up.
         let mut state = String::new();

@@ -91,6 +91,7 @@ fn a_drill_restores_from_the_target_alone_in_turn_and_compares() {
             drill_passes(&mailbox, &metrics)["drill_findings"]["mailbox"],
             alice
         );
+        mailbox.confirm_key();
         let out = mailbox.run(&["status", "--check"]);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     }

@@ -364,7 +364,7 @@ fn an_unknown_address_names_the_closest_mailboxes_and_leaves_nothing() {
         "yesterday",
     ]);
     assert!(
-        stderr(&out).contains("is not a time duplicity reads"),
+        stderr(&out).contains("is not a time duplicity takes"),
         "{}",
         describe(&out)
     );

@@ -309,12 +309,14 @@ pub(super) fn choose_backup(target: &Target, time: Option<&str>) -> Result<Backu
     let now = chrono::Utc::now().timestamp();
     let at = match time {
         None => i64::MAX,
-        Some(text) => when::resolve_time(text, now, standard_offset(now)).with_context(|| {
-            format!(
-                "--time {text:?} is not a time duplicity reads: give a day (2026-12-02), a minute as \
-                 `mailbackup status` shows it ('2026-12-02 03:00'), or an age (3D)"
-            )
-        })?,
+        Some(text) => match when::resolve_time(text, now, standard_offset(now)) {
+            Some(at) => at,
+            // The message every restore gives for it.
+            None => {
+                super::check_time_arg(time)?;
+                bail!("--time {text:?} is not a time duplicity takes")
+            }
+        },
     };
     match when::backup_at(&inventory.backups, at) {
         Some(b) => Ok(b.clone()),

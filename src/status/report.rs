@@ -763,18 +763,22 @@ mod tests {
         assert_eq!(warned(&[]).0, Health::Ok);
     }
 
+    /// `status --check` at `now` of these backups, with `unknown` stray
+    /// files, after a run that `failed` or not.
+    fn check_at(now: i64, backups: Vec<Backup>, unknown: u64, failed: bool) -> (Health, String) {
+        let inv = Inventory {
+            backups,
+            unknown_files: unknown,
+            unknown_size: 0,
+            files: vec![],
+        };
+        check_health(&inv, "/d", now, 36, failed, None, &[])
+    }
+
     #[test]
     fn health_checks() {
         let now = at("2026-11-24 13:00:00");
-        let check = |backups: Vec<Backup>, unknown, failed| {
-            let inv = Inventory {
-                backups,
-                unknown_files: unknown,
-                unknown_size: 0,
-                files: vec![],
-            };
-            check_health(&inv, "/d", now, 36, failed, None, &[])
-        };
+        let check = |backups, unknown, failed| check_at(now, backups, unknown, failed);
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
         let (h, line) = check(vec![young.clone()], 0, false);
@@ -826,15 +830,7 @@ mod tests {
     #[test]
     fn health_checks_of_stray_interrupted_and_future_sets() {
         let now = at("2026-11-24 13:00:00");
-        let check = |backups: Vec<Backup>, unknown, failed| {
-            let inv = Inventory {
-                backups,
-                unknown_files: unknown,
-                unknown_size: 0,
-                files: vec![],
-            };
-            check_health(&inv, "/d", now, 36, failed, None, &[])
-        };
+        let check = |backups, unknown, failed| check_at(now, backups, unknown, failed);
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
         let (h, line) = check(vec![young.clone()], 2, false);

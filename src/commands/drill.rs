@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::backend::Target;
+use crate::commands::restore_space::{largest_volume_mib, DuplicityTemp};
 use crate::config::{Config, Layout};
 use crate::drill::compare::{compare, Comparison};
-use crate::drill::{bytes_read, newest_chain, next_mailbox};
+use crate::drill::{bytes_read, next_mailbox};
 use crate::duplicity::backup_set::{parse_set_name, Part, Stamp};
 use crate::duplicity::manifest::{self, VolumeRange};
 use crate::duplicity::{self, Duplicity, EXIT_NOT_IN_BACKUP};
@@ -88,7 +89,8 @@ pub fn run(config_path: &Path, args: &DrillArgs) -> Result<u8> {
 
 fn drill(config: &Config, layout: &Layout, target: &Target, args: &DrillArgs) -> Result<Drilled> {
     let inventory = target.inventory()?;
-    let Some(newest) = newest_chain(&inventory).first().map(|b| b.date) else {
+    let volume_mib = largest_volume_mib(inventory.newest_chain(), &inventory.files);
+    let Some(newest) = inventory.newest_chain().first().map(|b| b.date) else {
         bail!(
             "there is no complete backup in {} to drill",
             target.describe()
@@ -105,7 +107,7 @@ fn drill(config: &Config, layout: &Layout, target: &Target, args: &DrillArgs) ->
     let candidates = mailbox_candidates(layout, args, &history)?;
     let mut mailbox = None;
     for candidate in candidates.iter().take(TRIES) {
-        match restore(&duplicity, target, &restored, candidate)? {
+        match restore(&duplicity, target, volume_mib, &restored, candidate)? {
             0 => {
                 mailbox = Some(candidate.clone());
                 break;
@@ -117,7 +119,13 @@ fn drill(config: &Config, layout: &Layout, target: &Target, args: &DrillArgs) ->
             code => return Ok(restore_failed(candidate, code)),
         }
     }
-    let code = restore(&duplicity, target, &restored, Path::new(USERS_DB))?;
+    let code = restore(
+        &duplicity,
+        target,
+        volume_mib,
+        &restored,
+        Path::new(USERS_DB),
+    )?;
     if code != 0 {
         return Ok(restore_failed(Path::new(USERS_DB), code));
     }
@@ -215,17 +223,26 @@ fn mailbox_candidates(
         .collect())
 }
 
-fn restore(duplicity: &Duplicity<'_>, target: &Target, restored: &Path, rel: &Path) -> Result<u8> {
+fn restore(
+    duplicity: &Duplicity<'_>,
+    target: &Target,
+    volume_mib: u64,
+    restored: &Path,
+    rel: &Path,
+) -> Result<u8> {
     let dest = restored.join(rel);
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("Failed to create {}", parent.display()))?;
     }
+    // In the drill's directory, not in /tmp (a small tmpfs on Debian 13).
+    let temp = DuplicityTemp::make(restored.parent().unwrap_or(restored), volume_mib)?;
     let outcome = duplicity.run(&duplicity::drill_restore_args(
         &duplicity.cache_dir,
         target,
         rel,
         &dest,
+        &temp.space(),
     ))?;
     if outcome.code == 0 && !outcome.not_restored.is_empty() {
         return Ok(1);

@@ -12,6 +12,7 @@ pub mod ping;
 pub mod prune;
 pub mod restore;
 pub mod restore_mailbox;
+pub mod restore_space;
 pub mod run;
 pub mod snapshot;
 pub mod status;

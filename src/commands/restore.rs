@@ -8,10 +8,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::backend::Target;
 use crate::commands::install::Choices;
+use crate::commands::restore_space::{check_space, temp_parent, DuplicityTemp, Need};
 use crate::config::{Config, Layout};
 use crate::duplicity::{self, Duplicity};
-use crate::status::report::human_size;
-use crate::sys::free_bytes;
 use crate::systemd;
 use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 
@@ -37,6 +36,11 @@ use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 ///
 /// While a restore runs, a backup started by the timer refuses before it
 /// stops the mail, and names the restore; so does a second restore.
+///
+/// A restore is refused up front when the disk it writes to lacks room for
+/// the files and duplicity's temporary files (the volumes it fetches, the
+/// changed files it rebuilds), which go beside the restored tree on that
+/// disk rather than in /tmp; into a mount point, to TMPDIR.
 ///
 /// Examples:
 ///   mailbackup restore --mailbox alice@example.com --time 1D
@@ -173,21 +177,30 @@ fn restore_to(
         Some(p) => dir.join(p),
         None => dir.to_owned(),
     };
-    check_space(layout, target, path.as_deref(), &dest)?;
+    let temp_parent = temp_parent(dir);
+    let need = check_space(layout, target, path.as_deref(), &dest, &temp_parent)?;
     let dir_before = std::fs::metadata(dir).ok();
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("Failed to create {}", parent.display()))?;
     }
     let key = super::load_key(config)?;
-    let mut restore =
-        duplicity::restore_args(layout, target, args.time.as_deref(), path.as_deref(), &dest);
+    let temp = DuplicityTemp::for_need(&temp_parent, &need)?;
+    let mut restore = duplicity::restore_args(
+        layout,
+        target,
+        args.time.as_deref(),
+        path.as_deref(),
+        &dest,
+        &temp.space(),
+    );
     if empty_dir_exists && path.is_none() {
         // Into the directory the operator made (or mounted), which stays:
         // duplicity refuses an existing target without --force.
         restore.insert(1, "--force".into());
     }
     let outcome = Duplicity::locate(layout, &key.passphrase, target)?.run(&restore)?;
+    drop(temp);
     if outcome.code != 0 {
         let cleaned = match &dir_before {
             Some(before) => empty_again(dir, before),
@@ -273,7 +286,8 @@ fn restore_in_place(
     refuse_a_mount_point(root)?;
     let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(layout, &key.passphrase, target)?;
-    check_space(layout, target, None, root)?;
+    let parent = root.parent().unwrap_or(Path::new("/"));
+    let need = check_space(layout, target, None, root, parent)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let (restoring, previous) = in_place_paths(root, &stamp);
     if !args.yes && !confirm(root, args.time.as_deref(), &previous)? {
@@ -282,7 +296,7 @@ fn restore_in_place(
     }
     // The restore itself, while the mail runs on: a failure here leaves the
     // live data untouched.
-    let code = restore_beside(layout, target, &duplicity, args, &restoring)?;
+    let code = restore_beside(layout, target, &duplicity, args, &restoring, &need)?;
     if code != 0 {
         return Ok(code);
     }
@@ -360,15 +374,20 @@ fn restore_beside(
     duplicity: &Duplicity,
     args: &RestoreArgs,
     restoring: &Path,
+    need: &Need,
 ) -> Result<u8> {
     let root = &layout.storage_root;
+    let parent = restoring.parent().unwrap_or(Path::new("/"));
+    let temp = DuplicityTemp::for_need(parent, need)?;
     let outcome = duplicity.run(&duplicity::restore_args(
         layout,
         target,
         args.time.as_deref(),
         None,
         restoring,
+        &temp.space(),
     ))?;
+    drop(temp);
     if outcome.code != 0 {
         let _ = std::fs::remove_dir_all(restoring);
         eprintln!(
@@ -389,68 +408,6 @@ fn restore_beside(
         return Ok(1);
     }
     Ok(0)
-}
-
-/// Refuses a restore that would fill the disk: duplicity can hang when it
-/// runs out of space half way. What it needs is estimated generously: the
-/// larger of the live data and the newest chain of backups.
-pub(super) fn check_space(
-    layout: &Layout,
-    target: &Target,
-    path: Option<&Path>,
-    dest: &Path,
-) -> Result<()> {
-    let source = path.map_or_else(
-        || layout.storage_root.clone(),
-        |p| layout.storage_root.join(p),
-    );
-    let mut need = disk_usage(&source, &layout.backup_dir);
-    if path.is_none() {
-        let inventory = target.inventory()?;
-        // The newest chain: back to and with the newest full backup.
-        let chain_len = inventory
-            .backups
-            .iter()
-            .position(|b| b.full)
-            .map_or(0, |i| i + 1);
-        let chain: u64 = inventory.backups[..chain_len].iter().map(|b| b.size).sum();
-        need = need.max(chain);
-    }
-    let need = need + need / 20 + (1 << 20);
-    let existing = dest
-        .ancestors()
-        .find(|a| a.exists())
-        .unwrap_or(Path::new("/"));
-    let free = free_bytes(existing)
-        .with_context(|| format!("Failed to find the free space of {}", existing.display()))?;
-    if free < need {
-        bail!(
-            "the restore needs about {} and {} has {} free: make room, or restore elsewhere with --to",
-            human_size(need),
-            existing.display(),
-            human_size(free)
-        );
-    }
-    Ok(())
-}
-
-/// The space the files under `dir` take on disk once restored, without
-/// `skip`. duplicity restores a sparse file in full: its length counts.
-fn disk_usage(dir: &Path, skip: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(dir) else {
-        return 0;
-    };
-    let mut own = meta.blocks() * 512;
-    if meta.is_file() {
-        own = own.max(meta.len());
-    }
-    if !meta.is_dir() || dir == skip {
-        return if dir == skip { 0 } else { own };
-    }
-    let children = std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path(), skip)).sum())
-        .unwrap_or(0);
-    own + children
 }
 
 fn confirm(root: &Path, time: Option<&str>, previous: &Path) -> Result<bool> {

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Datelike, Local, Offset, TimeZone};
 
 use crate::backend::Target;
+use crate::commands::restore_space::{self, DuplicityTemp};
 use crate::config::{Config, Layout};
 use crate::duplicity::inventory::Backup;
 use crate::duplicity::{self, when, Duplicity};
@@ -122,14 +123,17 @@ fn restore_mailbox_dir(
 ) -> Result<u8> {
     let rel = live.address.relative_dir();
     let scratch = restored.parent().unwrap_or(restored);
-    super::restore::check_space(layout, target, Some(&rel), scratch)?;
+    let need = restore_space::check_space(layout, target, Some(&rel), scratch, scratch)?;
+    let temp = DuplicityTemp::for_need(scratch, &need)?;
     let outcome = duplicity.run(&duplicity::restore_args(
         layout,
         target,
         Some(backup.date.as_str()),
         Some(&rel),
         restored,
+        &temp.space(),
     ))?;
+    drop(temp);
     if outcome.code == EXIT_PATH_NOT_FOUND {
         return Err(no_such_mailbox(
             layout,

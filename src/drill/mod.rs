@@ -7,7 +7,7 @@ pub mod compare;
 use std::path::Path;
 
 use crate::duplicity::backup_set::{Part, Stamp};
-use crate::duplicity::inventory::{Backup, Inventory, TargetFile};
+use crate::duplicity::inventory::{Inventory, TargetFile};
 use crate::duplicity::manifest::{self, VolumeRange};
 
 /// The mailbox after `previous` in `mailboxes` (sorted), from the first
@@ -15,23 +15,6 @@ use crate::duplicity::manifest::{self, VolumeRange};
 pub fn next_mailbox<'a>(mailboxes: &'a [String], previous: Option<&str>) -> Option<&'a String> {
     let after = previous.map_or(0, |p| mailboxes.partition_point(|m| m.as_str() <= p));
     mailboxes.get(after).or_else(|| mailboxes.first())
-}
-
-/// The newest complete backup and the sets a restore of it reads: back to
-/// and with the full backup it builds on, newest first.
-pub fn newest_chain(inventory: &Inventory) -> Vec<&Backup> {
-    let Some(start) = inventory.backups.iter().position(|b| b.complete) else {
-        return Vec::new();
-    };
-    let mut chain = Vec::new();
-    for b in &inventory.backups[start..] {
-        chain.push(b);
-        if b.full {
-            return chain;
-        }
-    }
-    // No full backup under it: nothing restores.
-    Vec::new()
 }
 
 /// What restoring paths of the newest chain reads from the target: the
@@ -44,7 +27,7 @@ pub fn bytes_read(
     restored: &[&Path],
     manifests: impl Fn(Stamp) -> Option<Vec<VolumeRange>>,
 ) -> u64 {
-    let chain = newest_chain(inventory);
+    let chain = inventory.newest_chain();
     let in_chain = |f: &&TargetFile| chain.iter().any(|b| b.date == f.file.time);
     let files: Vec<&TargetFile> = inventory.files.iter().filter(in_chain).collect();
     let metadata: u64 = files
@@ -53,7 +36,7 @@ pub fn bytes_read(
         .map(|f| f.size)
         .sum();
     let mut volumes = 0;
-    for b in &chain {
+    for b in chain {
         let ranges = manifests(b.date);
         for path in restored {
             let wanted = ranges.as_ref().map(|r| {
@@ -145,7 +128,7 @@ mod tests {
                 9_000,
             ),
         ]);
-        let chain = newest_chain(&inv);
+        let chain = inv.newest_chain();
         assert_eq!(chain.len(), 2);
         let full = Stamp::parse(b"20261101T030000Z").unwrap();
         let ranges = |t: Stamp| {

@@ -65,6 +65,21 @@ pub struct InventoryBuilder {
     files: Vec<TargetFile>,
 }
 
+impl Inventory {
+    /// The newest complete backup and the sets a restore of it reads: back
+    /// to and with the full backup it builds on, newest first. Empty when
+    /// no full backup is under it (nothing restores).
+    pub fn newest_chain(&self) -> &[Backup] {
+        let Some(start) = self.backups.iter().position(|b| b.complete) else {
+            return &[];
+        };
+        match self.backups[start..].iter().position(|b| b.full) {
+            Some(full) => &self.backups[start..=start + full],
+            None => &[],
+        }
+    }
+}
+
 impl InventoryBuilder {
     pub fn add(&mut self, entry: Entry<'_>) {
         let parsed = if entry.is_file {

@@ -168,17 +168,39 @@ pub fn time_arg(time: &str) -> String {
     }
 }
 
+/// Where a restore keeps duplicity's temporary files (the volumes it
+/// fetches, the files it rebuilds from increments), and the volume size
+/// that duplicity's check of the room there counts.
+pub struct TempSpace<'a> {
+    pub dir: &'a Path,
+    pub volsize_mib: u64,
+}
+
+impl TempSpace<'_> {
+    fn args(&self) -> [OsString; 4] {
+        [
+            "--tempdir".into(),
+            self.dir.as_os_str().to_owned(),
+            "--volsize".into(),
+            self.volsize_mib.to_string().into(),
+        ]
+    }
+}
+
 /// The arguments that restore the backup as of `time` (latest without),
-/// or only `path` (relative to `STORAGE_ROOT`) of it, to `dest`.
+/// or only `path` (relative to `STORAGE_ROOT`) of it, to `dest`, with
+/// duplicity's temporary files in `temp`.
 pub fn restore_args(
     layout: &Layout,
     target: &Target,
     time: Option<&str>,
     path: Option<&Path>,
     dest: &Path,
+    temp: &TempSpace,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec!["restore".into()];
     args.extend(archive_dir(layout));
+    args.extend(temp.args());
     if let Some(t) = time {
         args.extend(["--time".into(), time_arg(t).into()]);
     }
@@ -193,20 +215,22 @@ pub fn restore_args(
 
 /// The arguments that restore `path` (relative to `STORAGE_ROOT`) of the
 /// latest backup to `dest` with the archive dir `archive`: a drill's, new
-/// and empty, so that everything comes from the target.
+/// and empty, so that everything comes from the target. Temporary files go
+/// to `temp`.
 pub fn drill_restore_args(
     archive: &Path,
     target: &Target,
     path: &Path,
     dest: &Path,
+    temp: &TempSpace,
 ) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "restore".into(),
         "--archive-dir".into(),
         archive.as_os_str().to_owned(),
-        "-r".into(),
-        path.as_os_str().to_owned(),
     ];
+    args.extend(temp.args());
+    args.extend(["-r".into(), path.as_os_str().to_owned()]);
     args.extend(target.duplicity_options());
     args.extend([target.url(), dest.as_os_str().to_owned()]);
     args
@@ -662,6 +686,13 @@ mod tests {
         );
     }
 
+    fn temp() -> TempSpace<'static> {
+        TempSpace {
+            dir: Path::new("/t"),
+            volsize_mib: 1,
+        }
+    }
+
     #[test]
     fn restore_list_and_verify_command_lines() {
         let l = layout();
@@ -671,12 +702,20 @@ mod tests {
                 &local(),
                 Some("3D"),
                 Some(Path::new("mail/a b")),
-                Path::new("/tmp/r/mail/a b")
+                Path::new("/tmp/r/mail/a b"),
+                &TempSpace {
+                    dir: Path::new("/tmp/.mailbackup-tmp-1"),
+                    volsize_mib: 7
+                },
             )),
             [
                 "restore",
                 "--archive-dir",
                 "/home/user data/backup/cache",
+                "--tempdir",
+                "/tmp/.mailbackup-tmp-1",
+                "--volsize",
+                "7",
                 "--time",
                 "3D",
                 "-r",
@@ -686,8 +725,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            strings(restore_args(&l, &local(), None, None, Path::new("/r"))).len(),
-            5
+            strings(restore_args(
+                &l,
+                &local(),
+                None,
+                None,
+                Path::new("/r"),
+                &temp()
+            ))
+            .len(),
+            9
         );
         assert_eq!(
             strings(list_args(&l, &local(), None)),
@@ -762,7 +809,14 @@ mod tests {
             assert!(args[n - 2].starts_with("--ssh-options="), "{args:?}");
             assert_eq!(args[n - 1], "rsync://u@h:2222//srv/b");
         }
-        let restore = strings(restore_args(&l, &target, None, None, Path::new("/r")));
+        let restore = strings(restore_args(
+            &l,
+            &target,
+            None,
+            None,
+            Path::new("/r"),
+            &temp(),
+        ));
         assert_eq!(
             &restore[restore.len() - 2..],
             ["rsync://u@h:2222//srv/b", "/r"]

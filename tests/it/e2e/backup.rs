@@ -241,7 +241,7 @@ fn a_killed_backup_brings_the_mail_back() {
 fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     needs_root!();
     let c = Container::boot_with_root("/srv/box/user-data");
-    c.ok("mkdir -p /srv/box && mount -t tmpfs -o size=24m tmpfs /srv/box");
+    c.ok("mkdir -p /srv/box && mount -t tmpfs -o size=40m tmpfs /srv/box");
     c.set_up_box(6, "");
     let (rc, _) = c.start_backup_watching();
     assert_eq!(

@@ -180,18 +180,8 @@ fn a_restore_into_a_small_disk_is_refused(random_bytes: usize, sparse_bytes: u64
     // Room for the data and its backup, not for a second copy of the data.
     let _small = Mount::tmpfs(&mount, "size=7m");
     {
-        let mut mailbox = MailBox::new().with_flavor(flavor);
-        let root = mount.join("user-data");
-        fs::create_dir(&root).unwrap();
-        fs::rename(mailbox.root.join("backup"), root.join("backup")).unwrap_or_else(|_| {
-            copy_dir(&mailbox.root.join("backup"), &root.join("backup"));
-        });
-        fs::write(
-            &mailbox.conf,
-            format!("STORAGE_ROOT={}\nSTORAGE_USER=user-data\n", root.display()),
-        )
-        .unwrap();
-        mailbox.root = root.clone();
+        let mailbox = mailbox_on(&mount, flavor);
+        let root = mailbox.root.clone();
         fs::create_dir(root.join("mail")).unwrap();
         random_file(&root.join("mail/big.bin"), random_bytes);
         if sparse_bytes > 0 {
@@ -216,6 +206,23 @@ fn a_restore_into_a_small_disk_is_refused(random_bytes: usize, sparse_bytes: u64
             "the partial restore was left behind"
         );
     }
+}
+
+/// A box whose STORAGE_ROOT (and so its backups) is `disk/user-data`.
+fn mailbox_on(disk: &Path, flavor: &Flavor) -> MailBox {
+    let mut mailbox = MailBox::new().with_flavor(flavor);
+    let root = disk.join("user-data");
+    fs::create_dir(&root).unwrap();
+    fs::rename(mailbox.root.join("backup"), root.join("backup")).unwrap_or_else(|_| {
+        copy_dir(&mailbox.root.join("backup"), &root.join("backup"));
+    });
+    fs::write(
+        &mailbox.conf,
+        format!("STORAGE_ROOT={}\nSTORAGE_USER=user-data\n", root.display()),
+    )
+    .unwrap();
+    mailbox.root = root;
+    mailbox
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -414,32 +421,65 @@ fn status_check_exit_codes() {
 /// in its temporary directory; when that fails (full), it says so, leaves
 /// the file out and exits 0. The restore says it is incomplete, and an
 /// in-place restore changes nothing.
+/// A box with a 700 MB sparse file (quick to back up), backed up, then
+/// changed and backed up again: restoring it rebuilds the file from the
+/// increment in duplicity's temporary files.
+fn box_with_a_big_changed_file(mailbox: &MailBox) -> std::path::PathBuf {
+    make_mail_store(&mailbox.root, 3);
+    let big = mailbox.root.join("mail/big.bin");
+    fs::File::create(&big)
+        .unwrap()
+        .set_len(700_000_000)
+        .unwrap();
+    mailbox.ok(&["run"]);
+    next_second();
+    use std::io::Write;
+    fs::File::options()
+        .append(true)
+        .open(&big)
+        .unwrap()
+        .write_all(b"changed")
+        .unwrap();
+    mailbox.ok(&["run"]);
+    big
+}
+
+/// What the restore left beside or inside a directory of duplicity's.
+fn temporary_leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.contains(".restoring-")
+                || n.contains(".before-restore-")
+                || n.contains(".mailbackup-tmp")
+        })
+        .collect()
+}
+
+/// The big file as restored: its length and how it ends.
+fn assert_big_file_restored(big: &Path) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = fs::File::open(big).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), 700_000_007);
+    file.seek(SeekFrom::End(-8)).unwrap();
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, b"\0changed");
+}
+
+/// duplicity rebuilds a changed file in its temporary directory: the
+/// restore puts that on the disk it restores to, so a TMPDIR smaller than
+/// the file (/tmp is a tmpfs in RAM on Debian 13) does not matter.
 #[test]
-fn a_restore_that_duplicity_could_not_complete_says_so() {
+fn a_small_temporary_directory_does_not_stop_a_restore() {
     needs_root!();
     for flavor in flavors() {
         let mailbox = MailBox::new().with_flavor(&flavor);
-        make_mail_store(&mailbox.root, 3);
-        // Larger than the temporary directory below, which duplicity wants
-        // to hold 260 MiB (460 MiB from 3.x): a sparse file, quick to back up.
-        let big = mailbox.root.join("mail/big.bin");
-        fs::File::create(&big)
-            .unwrap()
-            .set_len(700_000_000)
-            .unwrap();
-        mailbox.ok(&["run"]);
-        next_second();
-        use std::io::Write;
-        fs::File::options()
-            .append(true)
-            .open(&big)
-            .unwrap()
-            .write_all(b"changed")
-            .unwrap();
-        mailbox.ok(&["run"]);
-
+        box_with_a_big_changed_file(&mailbox);
+        let live = live_state_without_big(&mailbox.root);
         let tmp = tempfile::tempdir().unwrap();
-        let _small = Mount::tmpfs(tmp.path(), "size=500m");
+        let _small = Mount::tmpfs(tmp.path(), "size=300m");
         {
             let dest = mailbox.dir.path().join("restored");
             let out = mailbox
@@ -447,6 +487,97 @@ fn a_restore_that_duplicity_could_not_complete_says_so() {
                 .env("TMPDIR", tmp.path())
                 .output()
                 .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            assert_big_file_restored(&dest.join("mail/big.bin"));
+            assert_same_tree(&live, &live_state_without_big(&dest));
+            let left = temporary_leftovers(mailbox.dir.path());
+            assert!(left.is_empty(), "{left:?}");
+
+            let out = mailbox
+                .cmd(&["restore", "--in-place", "--yes", "--services", ""])
+                .env("TMPDIR", tmp.path())
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            assert_big_file_restored(&mailbox.root.join("mail/big.bin"));
+            let parent = mailbox.root.parent().unwrap();
+            let left = temporary_leftovers(parent);
+            assert!(
+                left.iter().all(|n| n.contains(".before-restore-")),
+                "{left:?}"
+            );
+        }
+    }
+}
+
+fn live_state_without_big(root: &Path) -> Tree {
+    snapshot(root, &["backup", "mail/big.bin"])
+}
+
+/// A disk with room for the restored files but not for duplicity's copy
+/// of the changed file: refused before anything is written, and the
+/// message counts the temporary files. Restoring into a mount point, they
+/// go to TMPDIR, whose room is checked and named.
+#[test]
+fn a_restore_counts_duplicitys_temporary_files_in_the_room_it_needs() {
+    needs_root!();
+    let mailbox = MailBox::new().with_flavor(&flavors()[0]);
+    box_with_a_big_changed_file(&mailbox);
+    let disk = tempfile::tempdir().unwrap();
+    let _small = Mount::tmpfs(disk.path(), "size=1000m");
+    {
+        let dest = disk.path().join("restored");
+        let out = mailbox.run(&["restore", "--to", dest.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("for duplicity's temporary files") && err.contains("free: make room"),
+            "{err}"
+        );
+        assert!(fs::read_dir(disk.path()).unwrap().next().is_none());
+    }
+
+    let big_disk = tempfile::tempdir().unwrap();
+    let _big = Mount::tmpfs(big_disk.path(), "size=2g");
+    let tmp = tempfile::tempdir().unwrap();
+    let _small = Mount::tmpfs(tmp.path(), "size=300m");
+    {
+        let out = mailbox
+            .cmd(&["restore", "--to", big_disk.path().to_str().unwrap()])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("in {} (", tmp.path().display()))
+                && err.contains("set TMPDIR to a directory with more room"),
+            "{err}"
+        );
+        assert!(fs::read_dir(big_disk.path()).unwrap().next().is_none());
+        assert!(fs::read_dir(tmp.path()).unwrap().next().is_none());
+    }
+}
+
+/// A file deleted since the backup is not in the estimate of the room a
+/// restore needs: when duplicity then runs out of room rebuilding it, the
+/// restore says it is incomplete and names it, and an in-place restore
+/// leaves the live data as it was.
+#[test]
+fn a_restore_that_duplicity_could_not_complete_says_so() {
+    needs_root!();
+    for flavor in flavors() {
+        let outer = tempfile::tempdir().unwrap();
+        let disk = outer.path().join("disk");
+        fs::create_dir(&disk).unwrap();
+        let _small = Mount::tmpfs(&disk, "size=600m");
+        {
+            let mailbox = mailbox_on(&disk, &flavor);
+            let big = box_with_a_big_changed_file(&mailbox);
+            fs::remove_file(&big).unwrap();
+
+            let dest = disk.join("restored");
+            let out = mailbox.run(&["restore", "--to", dest.to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
             assert!(
                 stderr(&out).contains("the restore is incomplete")
@@ -454,21 +585,15 @@ fn a_restore_that_duplicity_could_not_complete_says_so() {
                 "{}",
                 stderr(&out)
             );
+            assert!(temporary_leftovers(&dest).is_empty());
+            fs::remove_dir_all(&dest).unwrap();
 
             let before = live_state(&mailbox.root);
-            let out = mailbox
-                .cmd(&["restore", "--in-place", "--yes", "--services", ""])
-                .env("TMPDIR", tmp.path())
-                .output()
-                .unwrap();
+            let out = mailbox.run(&["restore", "--in-place", "--yes", "--services", ""]);
             assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
             assert!(stderr(&out).contains("is untouched"), "{}", stderr(&out));
             assert_eq!(live_state(&mailbox.root), before);
-            let left: Vec<_> = fs::read_dir(mailbox.root.parent().unwrap())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(".restoring-") || n.contains(".before-restore-"))
-                .collect();
+            let left = temporary_leftovers(&disk);
             assert!(left.is_empty(), "{left:?}");
         }
     }

@@ -177,8 +177,15 @@ fn restore_to(
         Some(p) => dir.join(p),
         None => dir.to_owned(),
     };
-    let temp_parent = temp_parent(dir);
-    let need = check_space(layout, target, path.as_deref(), &dest, &temp_parent)?;
+    let temp_parent = temp_parent(dir)?;
+    let need = check_space(
+        layout,
+        target,
+        path.as_deref(),
+        args.time.as_deref(),
+        &dest,
+        &temp_parent,
+    )?;
     let dir_before = std::fs::metadata(dir).ok();
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)
@@ -287,7 +294,7 @@ fn restore_in_place(
     let key = super::load_key(config)?;
     let duplicity = Duplicity::locate(layout, &key.passphrase, target)?;
     let parent = root.parent().unwrap_or(Path::new("/"));
-    let need = check_space(layout, target, None, root, parent)?;
+    let need = check_space(layout, target, None, args.time.as_deref(), root, parent)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let (restoring, previous) = in_place_paths(root, &stamp);
     if !args.yes && !confirm(root, args.time.as_deref(), &previous)? {

@@ -123,7 +123,8 @@ fn restore_mailbox_dir(
 ) -> Result<u8> {
     let rel = live.address.relative_dir();
     let scratch = restored.parent().unwrap_or(restored);
-    let need = restore_space::check_space(layout, target, Some(&rel), scratch, scratch)?;
+    let time = Some(backup.date.as_str());
+    let need = restore_space::check_space(layout, target, Some(&rel), time, scratch, scratch)?;
     let temp = DuplicityTemp::for_need(scratch, &need)?;
     let outcome = duplicity.run(&duplicity::restore_args(
         layout,

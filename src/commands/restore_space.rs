@@ -11,18 +11,20 @@ use crate::backend::Target;
 use crate::config::Layout;
 use crate::duplicity::backup_set::Part;
 use crate::duplicity::inventory::{Backup, TargetFile};
-use crate::duplicity::TempSpace;
+use crate::duplicity::{when, TempSpace};
 use crate::status::report::human_size;
 use crate::sys::free_bytes;
 
 /// Refuses a restore that would fill a disk: duplicity can hang when it
 /// runs out of space half way. What it needs, the restored files at `dest`
 /// and its temporary files in `temp` (on the same disk, unless `dest` is a
-/// mount point), is estimated by [`Need::estimate`].
+/// mount point), is estimated by [`Need::estimate`] from the chain the
+/// restore reads: the newest, or the one of `time`.
 pub fn check_space(
     layout: &Layout,
     target: &Target,
     path: Option<&Path>,
+    time: Option<&str>,
     dest: &Path,
     temp: &Path,
 ) -> Result<Need> {
@@ -31,7 +33,11 @@ pub fn check_space(
         |p| layout.storage_root.join(p),
     );
     let inventory = target.inventory()?;
-    let chain = inventory.newest_chain();
+    let now = chrono::Utc::now().timestamp();
+    let chain = match time.and_then(|t| when::resolve_time(t, now, 0)) {
+        Some(at) => inventory.chain_at(at),
+        None => inventory.newest_chain(),
+    };
     // A file older than the chain's full backup has no increments to apply.
     let full_time = chain
         .last()
@@ -45,39 +51,58 @@ pub fn check_space(
             .map(|m| m.dev())
             .with_context(|| format!("Failed to read {}", p.display()))
     };
-    let same = dev(dest_disk)? == dev(temp_disk)?;
-    if same && dest_free < need.total() {
-        bail!(
+    let temp_elsewhere = (dev(dest_disk)? != dev(temp_disk)?).then_some((temp_disk, temp_free));
+    match refusal(&need, (dest_disk, dest_free), temp_elsewhere) {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(need),
+    }
+}
+
+/// Why a restore that needs `need` does not fit: on `dest`'s disk (a
+/// directory and its free bytes), which also takes the temporary files
+/// unless they go to `temp_elsewhere` (TMPDIR, for a mount point).
+fn refusal(
+    need: &Need,
+    dest: (&Path, u64),
+    temp_elsewhere: Option<(&Path, u64)>,
+) -> Option<String> {
+    let short = |need: u64, free: u64| {
+        format!(
+            "{} has {} free, {} too little",
+            dest.0.display(),
+            human_size(free),
+            human_size(need - free)
+        )
+    };
+    let (dest_disk, dest_free) = dest;
+    let advice = "make room there, or restore onto a disk with more room (--to DIR)";
+    match temp_elsewhere {
+        None if dest_free < need.total() => Some(format!(
             "the restore needs about {} ({} for the files, {} for duplicity's temporary files, \
-             where it fetches volumes and rebuilds the files that changed) and {} has {} free: \
-             make room, or restore elsewhere with --to",
+             where it fetches volumes and rebuilds the files that changed), and {}: {advice}",
             human_size(need.total()),
             human_size(need.files),
             human_size(need.temp),
-            dest_disk.display(),
-            human_size(dest_free)
-        );
-    }
-    if !same && dest_free < need.files {
-        bail!(
-            "the restore needs about {} and {} has {} free: make room, or restore elsewhere with --to",
+            short(need.total(), dest_free)
+        )),
+        Some(_) if dest_free < need.files => Some(format!(
+            "the restore needs about {} for the files, and {}: {advice}",
             human_size(need.files),
-            dest_disk.display(),
-            human_size(dest_free)
-        );
-    }
-    if !same && temp_free < need.temp {
-        bail!(
+            short(need.files, dest_free)
+        )),
+        Some((temp_disk, temp_free)) if temp_free < need.temp => Some(format!(
             "duplicity's temporary files for this restore (where it fetches volumes and rebuilds \
-             the files that changed) need about {} in {} ({} is a mount point, so they go to \
-             TMPDIR), which has {} free: set TMPDIR to a directory with more room",
+             the files that changed) need about {} in TMPDIR ({}: the restore goes into a mount \
+             point, {}), which has {} free, {} too little: set TMPDIR to a directory on a disk \
+             with more room",
             human_size(need.temp),
             temp_disk.display(),
-            dest.display(),
-            human_size(temp_free)
-        );
+            dest_disk.display(),
+            human_size(temp_free),
+            human_size(need.temp - temp_free)
+        )),
+        _ => None,
     }
-    Ok(need)
 }
 
 /// The nearest directory of `path` that exists, and its free space.
@@ -111,8 +136,9 @@ impl Need {
     /// at a time (the largest of each, from the target's `files`), and rebuilds a file that increments changed from a copy,
     /// which it copies again for the next increment: one copy of the largest
     /// file changed since the full backup after one increment, two at once
-    /// after more. And at least what duplicity's own check of its temporary
-    /// directory asks for ([`guard`]).
+    /// after more; a tenth more for what else it keeps there. And at least
+    /// what duplicity's own check of its temporary directory asks for
+    /// ([`guard`]).
     fn estimate(live: Usage, chain: &[Backup], files: &[TargetFile], whole: bool) -> Need {
         let chain_size: u64 = chain.iter().map(|b| b.size).sum();
         let restored = if whole {
@@ -121,11 +147,12 @@ impl Need {
             live.bytes
         };
         let volumes: u64 = chain.iter().map(|b| largest_volume(b, files)).sum();
-        let volume_mib = largest_volume_mib(chain, files);
         let increments = chain.len().saturating_sub(1).min(2) as u64;
+        let temp = volumes + increments * live.largest_changed;
+        let volume_mib = largest_volume_mib(chain, files);
         Need {
             files: restored + restored / 20 + (1 << 20),
-            temp: (volumes + increments * live.largest_changed).max(guard(volume_mib)),
+            temp: (temp + temp / 10).max(guard(volume_mib)),
             volume_mib,
         }
     }
@@ -203,15 +230,26 @@ fn disk_usage(dir: &Path, skip: &Path, since: i64) -> Usage {
 /// RAM on Debian 13, often smaller than a file duplicity rebuilds); in
 /// TMPDIR when `dir` is a mount point. Not inside `dir`: duplicity 3
 /// restores only into an empty directory.
-pub fn temp_parent(dir: &Path) -> PathBuf {
+pub fn temp_parent(dir: &Path) -> Result<PathBuf> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         Some(_) => Path::new("."),
         None => Path::new("/"),
     };
     match (std::fs::metadata(dir), std::fs::metadata(parent)) {
-        (Ok(d), Ok(p)) if d.dev() != p.dev() => std::env::temp_dir(),
-        _ => parent.to_owned(),
+        (Ok(d), Ok(p)) if d.dev() != p.dev() => {
+            let tmp = std::env::temp_dir();
+            if !tmp.is_dir() {
+                bail!(
+                    "{} is a mount point, so duplicity's temporary files go to TMPDIR, {}, which \
+                     is not a directory: create it, or set TMPDIR to a directory on a disk with room",
+                    dir.display(),
+                    tmp.display()
+                );
+            }
+            Ok(tmp)
+        }
+        _ => Ok(parent.to_owned()),
     }
 }
 
@@ -305,6 +343,10 @@ mod tests {
         (backups, files)
     }
 
+    fn with_a_tenth(bytes: u64) -> u64 {
+        bytes + bytes / 10
+    }
+
     #[test]
     fn a_restore_needs_room_for_duplicitys_temporary_files() {
         let live = Usage {
@@ -326,7 +368,7 @@ mod tests {
         let (one, files) = chain(&[(false, &[5 * MIB]), (true, &[250 * MIB, 90 * MIB])]);
         assert_eq!(
             Need::estimate(live, &one, &files, true).temp,
-            255 * MIB + 700 * MIB
+            with_a_tenth(255 * MIB + 700 * MIB)
         );
         // More: two copies at once, however many increments there are.
         let (many, files) = chain(&[
@@ -337,7 +379,7 @@ mod tests {
         ]);
         assert_eq!(
             Need::estimate(live, &many, &files, true).temp,
-            265 * MIB + 1400 * MIB
+            with_a_tenth(265 * MIB + 1400 * MIB)
         );
         // The files: the larger of the live data and the chain, for a
         // whole restore; the live files alone for a part of it.
@@ -386,5 +428,37 @@ mod tests {
         assert_eq!(usage(0).largest_changed, 30_000);
         let bytes = usage(0).bytes;
         assert!((53_000..53_000 + 5 * 4096 * 2).contains(&bytes), "{bytes}");
+    }
+
+    #[test]
+    fn a_refusal_gives_the_figures_and_where_to_make_room() {
+        let need = Need {
+            files: 100 * MIB,
+            temp: 50 * MIB,
+            volume_mib: 10,
+        };
+        let dest = Path::new("/srv");
+        let tmp = Path::new("/tmp");
+        assert_eq!(
+            refusal(&need, (dest, 120 * MIB), None).unwrap(),
+            "the restore needs about 150.0 MiB (100.0 MiB for the files, 50.0 MiB for \
+             duplicity's temporary files, where it fetches volumes and rebuilds the files that \
+             changed), and /srv has 120.0 MiB free, 30.0 MiB too little: make room there, or \
+             restore onto a disk with more room (--to DIR)"
+        );
+        assert_eq!(refusal(&need, (dest, 150 * MIB), None), None);
+        // The temporary files in TMPDIR: each disk for its own part.
+        assert_eq!(
+            refusal(&need, (dest, 120 * MIB), Some((tmp, 60 * MIB))),
+            None
+        );
+        assert!(refusal(&need, (dest, 90 * MIB), Some((tmp, 60 * MIB)))
+            .unwrap()
+            .starts_with("the restore needs about 100.0 MiB for the files, and /srv has 90.0 MiB free, 10.0 MiB too little"));
+        let tmpdir = refusal(&need, (dest, 120 * MIB), Some((tmp, 40 * MIB))).unwrap();
+        assert!(
+            tmpdir.contains("need about 50.0 MiB in TMPDIR (/tmp: the restore goes into a mount point, /srv), which has 40.0 MiB free, 10.0 MiB too little: set TMPDIR"),
+            "{tmpdir}"
+        );
     }
 }

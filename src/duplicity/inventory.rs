@@ -70,7 +70,21 @@ impl Inventory {
     /// to and with the full backup it builds on, newest first. Empty when
     /// no full backup is under it (nothing restores).
     pub fn newest_chain(&self) -> &[Backup] {
-        let Some(start) = self.backups.iter().position(|b| b.complete) else {
+        self.chain_from(self.backups.iter().position(|b| b.complete))
+    }
+
+    /// The chain a restore as of `time` (Unix seconds) reads: that of the
+    /// newest complete backup made at or before it.
+    pub fn chain_at(&self, time: i64) -> &[Backup] {
+        self.chain_from(
+            self.backups
+                .iter()
+                .position(|b| b.complete && b.date.datetime().and_utc().timestamp() <= time),
+        )
+    }
+
+    fn chain_from(&self, start: Option<usize>) -> &[Backup] {
+        let Some(start) = start else {
             return &[];
         };
         match self.backups[start..].iter().position(|b| b.full) {
@@ -309,6 +323,47 @@ mod tests {
         // The increment without its manifest is not a backup yet.
         assert_eq!(inv.chained(), vec![&inv.backups[1]]);
         assert_eq!(inv.unmatched_size(), 55);
+    }
+
+    #[test]
+    fn the_chain_a_restore_reads_now_and_as_of_a_time() {
+        let manifest = |name: &str| (name.to_owned() + ".manifest.gpg", 10, true);
+        let names = [
+            manifest("duplicity-full.20261110T010000Z"),
+            manifest("duplicity-inc.20261110T010000Z.to.20261111T010000Z"),
+            manifest("duplicity-full.20261120T010000Z"),
+            manifest("duplicity-inc.20261120T010000Z.to.20261121T010000Z"),
+            // Interrupted: no manifest.
+            (
+                "duplicity-inc.20261121T010000Z.to.20261122T010000Z.vol1.difftar.gpg".to_owned(),
+                5,
+                true,
+            ),
+        ];
+        let entries: Vec<_> = names.iter().map(|(n, s, f)| (n.as_str(), *s, *f)).collect();
+        let inv = build(&entries);
+        let dates = |chain: &[Backup]| -> Vec<String> {
+            chain.iter().map(|b| b.date.as_str().to_owned()).collect()
+        };
+        assert_eq!(
+            dates(inv.newest_chain()),
+            ["20261121T010000Z", "20261120T010000Z"]
+        );
+        let at = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
+                .unwrap()
+                .and_utc()
+                .timestamp()
+        };
+        assert_eq!(
+            dates(inv.chain_at(at("20261111T120000Z"))),
+            ["20261111T010000Z", "20261110T010000Z"]
+        );
+        assert_eq!(
+            dates(inv.chain_at(at("20261120T010000Z"))),
+            ["20261120T010000Z"]
+        );
+        assert!(inv.chain_at(at("20261101T000000Z")).is_empty());
     }
 
     #[test]

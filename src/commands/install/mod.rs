@@ -115,6 +115,9 @@ pub fn run(config_path: &Path, args: &InstallArgs) -> Result<u8> {
     let config_path = std::path::absolute(&config_path)
         .with_context(|| format!("Failed to make {} an absolute path", config_path.display()))?;
     let target = Settings::load(&config.layout(), None, &super::ssh_files())?;
+    for warning in &target.warnings {
+        eprintln!("mailbackup: warning: {warning}");
+    }
     let saved = installed
         .as_deref()
         .and_then(Choices::recorded_in)

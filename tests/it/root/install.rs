@@ -626,3 +626,23 @@ pub(crate) fn assert_units_verify(units: &Path) {
         describe(&out)
     );
 }
+
+/// An unknown key in custom.yaml: install says so once, like every other
+/// command, and installs.
+#[test]
+fn install_warns_of_an_unknown_setting_once() {
+    needs_root!();
+    let mailbox = install_box();
+    fs::create_dir(mailbox.root.join("backup")).unwrap();
+    mailbox.set_target("target: local\ntarget_usr: someone\n");
+    let units = tempfile::tempdir().unwrap();
+    let out = install(&mailbox, units.path(), &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("line 2: unknown key \"target_usr\", ignored (the nearest key mailbackup knows is target_user)")
+            .count(),
+        1,
+        "{err}"
+    );
+}

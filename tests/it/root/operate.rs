@@ -194,7 +194,11 @@ fn a_restore_into_a_small_disk_is_refused(random_bytes: usize, sparse_bytes: u64
         let before = live_state(&root);
         let out = mailbox.run(&["restore", "--in-place", "--yes", "--services", ""]);
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-        assert!(stderr(&out).contains("free: make room"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("too little: make room there"),
+            "{}",
+            stderr(&out)
+        );
         assert_eq!(live_state(&root), before);
         let leftovers: Vec<_> = fs::read_dir(&mount)
             .unwrap()
@@ -531,7 +535,8 @@ fn a_restore_counts_duplicitys_temporary_files_in_the_room_it_needs() {
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         let err = stderr(&out);
         assert!(
-            err.contains("for duplicity's temporary files") && err.contains("free: make room"),
+            err.contains("for duplicity's temporary files")
+                && err.contains("too little: make room there"),
             "{err}"
         );
         assert!(fs::read_dir(disk.path()).unwrap().next().is_none());
@@ -550,12 +555,29 @@ fn a_restore_counts_duplicitys_temporary_files_in_the_room_it_needs() {
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         let err = stderr(&out);
         assert!(
-            err.contains(&format!("in {} (", tmp.path().display()))
-                && err.contains("set TMPDIR to a directory with more room"),
+            err.contains(&format!("in TMPDIR ({}: ", tmp.path().display()))
+                && err.contains("set TMPDIR to a directory on a disk with more room"),
             "{err}"
         );
         assert!(fs::read_dir(big_disk.path()).unwrap().next().is_none());
         assert!(fs::read_dir(tmp.path()).unwrap().next().is_none());
+
+        let missing = tmp.path().join("missing");
+        let out = mailbox
+            .cmd(&["restore", "--to", big_disk.path().to_str().unwrap()])
+            .env("TMPDIR", &missing)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "so duplicity's temporary files go to TMPDIR, {}, which is not a directory",
+                missing.display()
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert!(fs::read_dir(big_disk.path()).unwrap().next().is_none());
     }
 }
 

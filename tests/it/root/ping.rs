@@ -210,6 +210,7 @@ fn an_unknown_setting_is_a_warning_that_names_the_nearest_key() {
         ) && log.contains("custom.yaml, line 2: unknown key \"target_usr\", ignored (the nearest key mailbackup knows is target_user)"),
         "{log}"
     );
+    assert_eq!(log.matches("unknown key").count(), 1, "{log}");
     let key = fs::read(mailbox.key_file()).unwrap();
     assert!(confirm(&mailbox, &key).status.success());
     let (code, line) = check(&mailbox);

@@ -10,7 +10,7 @@ use crate::backend::Target;
 use crate::commands::install::Choices;
 use crate::commands::restore_space::{check_space, temp_parent, DuplicityTemp, Need};
 use crate::config::{Config, Layout};
-use crate::duplicity::{self, Duplicity};
+use crate::duplicity::{self, Duplicity, Outcome};
 use crate::systemd;
 use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 
@@ -40,7 +40,8 @@ use crate::systemd::units::{self, DEFAULT_SERVICES, SERVICE};
 /// A restore is refused up front when the disk it writes to lacks room for
 /// the files and duplicity's temporary files (the volumes it fetches, the
 /// changed files it rebuilds), which go beside the restored tree on that
-/// disk rather than in /tmp; into a mount point, to TMPDIR.
+/// disk rather than in /tmp; into a mount point, to TMPDIR. Ctrl-C ends
+/// duplicity and removes what the restore wrote (a second Ctrl-C kills it).
 ///
 /// Examples:
 ///   mailbackup restore --mailbox alice@example.com --time 1D
@@ -114,6 +115,8 @@ pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
         "mailbackup restore --to"
     };
     let _held = super::hold_restore_lock(&layout, what)?;
+    // Ctrl-C ends duplicity, and this cleans up after it.
+    duplicity::watch::pass_signals_on()?;
     if let Some(address) = &args.mailbox {
         return super::restore_mailbox::run(
             &config,
@@ -217,8 +220,8 @@ fn restore_to(
             },
         };
         eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {}); {}",
-            outcome.code,
+            "mailbackup: the restore failed ({}); {}",
+            why_it_failed(&outcome),
             match (cleaned, &dir_before) {
                 (Ok(()), Some(_)) => format!("{} is empty again", dir.display()),
                 (Ok(()), None) => format!("removed what it wrote, and {}", dir.display()),
@@ -239,6 +242,21 @@ fn restore_to(
     }
     eprintln!("mailbackup: restored into {}", dest.display());
     Ok(0)
+}
+
+/// Why duplicity ended badly, for a message.
+pub(super) fn why_it_failed(outcome: &Outcome) -> String {
+    if outcome.hung_without_room {
+        format!(
+            "duplicity ran out of room and hung, and was stopped after {} s; a file deleted \
+             since the backup is not counted in the room a restore checks for",
+            duplicity::watch::GRACE.as_secs()
+        )
+    } else if duplicity::watch::interrupted() {
+        "interrupted".to_owned()
+    } else {
+        format!("duplicity exit code {}", outcome.code)
+    }
 }
 
 /// Files for a message: the first few, and how many more.
@@ -307,9 +325,19 @@ fn restore_in_place(
     if code != 0 {
         return Ok(code);
     }
-    let stopped = stop_services(&services);
-    let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
-    let started = start_services(&services);
+    if duplicity::watch::interrupted() {
+        let _ = std::fs::remove_dir_all(&restoring);
+        eprintln!(
+            "mailbackup: interrupted before the swap; {} is untouched",
+            root.display()
+        );
+        return Ok(130);
+    }
+    let (swapped, started) = duplicity::watch::unbroken(|| {
+        let stopped = stop_services(&services);
+        let swapped = stopped.and_then(|()| swap(root, &restoring, &previous, &layout.backup_dir));
+        (swapped, start_services(&services))
+    });
     let aside =
         swapped.with_context(|| format!("The restored tree is kept in {}", restoring.display()))?;
     started?;
@@ -398,8 +426,8 @@ fn restore_beside(
     if outcome.code != 0 {
         let _ = std::fs::remove_dir_all(restoring);
         eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {}); {} is untouched",
-            outcome.code,
+            "mailbackup: the restore failed ({}); {} is untouched",
+            why_it_failed(&outcome),
             root.display()
         );
         return Ok(outcome.code);

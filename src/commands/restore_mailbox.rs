@@ -152,8 +152,8 @@ fn restore_mailbox_dir(
     }
     if outcome.code != 0 || !outcome.not_restored.is_empty() {
         eprintln!(
-            "mailbackup: the restore failed (duplicity exit code {}, {} files not restored); {} is untouched",
-            outcome.code,
+            "mailbackup: the restore failed ({}, {} files not restored); {} is untouched",
+            super::restore::why_it_failed(&outcome),
             outcome.not_restored.len(),
             live.dir.display()
         );

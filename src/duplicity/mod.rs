@@ -6,6 +6,7 @@ pub mod backup_set;
 pub mod inventory;
 pub mod manifest;
 pub mod migration;
+pub mod watch;
 pub mod when;
 
 use std::ffi::{OsStr, OsString};
@@ -14,6 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 
@@ -280,6 +282,8 @@ pub struct Outcome {
     /// The files it could not write or patch (a restore into a full disk,
     /// a full temporary directory): duplicity says so, and exits 0.
     pub not_restored: Vec<String>,
+    /// It ran out of room for good and hung, and was killed.
+    pub hung_without_room: bool,
 }
 
 /// Runs duplicity with the passphrase and the target's secrets in its
@@ -351,6 +355,9 @@ impl<'a> Duplicity<'a> {
         args: &[OsString],
         capture: Option<&mut Vec<u8>>,
     ) -> Result<Outcome> {
+        if watch::interrupted() {
+            bail!("interrupted: duplicity was not started");
+        }
         self.prepare_private_dirs()?;
         match cwd {
             Some(dir) => eprintln!(
@@ -384,15 +391,21 @@ impl<'a> Duplicity<'a> {
             }
         };
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (from_stdout, from_stderr) = std::thread::scope(|s| {
-            let out = s.spawn(move || match capture {
-                Some(buffer) => relay_all(stdout, buffer),
-                None => relay_all(stdout, std::io::stdout()),
+        let running = watch::Running::start(child.id());
+        let (failed, done) = (AtomicBool::new(false), AtomicBool::new(false));
+        let (from_stdout, from_stderr, hung) = std::thread::scope(|s| {
+            let out = s.spawn(|| match capture {
+                Some(buffer) => relay_all(stdout, buffer, &failed),
+                None => relay_all(stdout, std::io::stdout(), &failed),
             });
-            let err = relay_all(stderr, std::io::stderr());
-            (out.join().unwrap_or_default(), err)
+            let watcher = s.spawn(|| watch::end_if_hung(child.id(), &failed, &done, watch::GRACE));
+            let err = relay_all(stderr, std::io::stderr(), &failed);
+            let out = out.join().unwrap_or_default();
+            done.store(true, Ordering::SeqCst);
+            (out, err, watcher.join().unwrap_or(false))
         });
         let status = child.wait().context("Failed to wait for duplicity")?;
+        drop(running);
         let locked_out = from_stdout.locked_out || from_stderr.locked_out;
         // The agent in GNUPGHOME belongs to the duplicity that holds the
         // lock when this one was turned away: ending it would fail that one.
@@ -413,6 +426,7 @@ impl<'a> Duplicity<'a> {
             locked_out,
             differences,
             not_restored,
+            hung_without_room: hung,
         })
     }
 
@@ -447,15 +461,19 @@ struct Heard {
     not_restored: Vec<String>,
 }
 
-fn relay_all(from: Option<impl Read>, to: impl Write) -> Heard {
-    from.map(|f| relay(f, to)).unwrap_or_default()
+fn relay_all(from: Option<impl Read>, to: impl Write, failed: &AtomicBool) -> Heard {
+    from.map(|f| relay(f, to, failed)).unwrap_or_default()
 }
 
-/// Copies duplicity's output line by line, noting what matters.
-fn relay(from: impl Read, mut to: impl Write) -> Heard {
+/// Copies duplicity's output line by line, noting what matters; sets
+/// `failed` when it says it failed for good for lack of room.
+fn relay(from: impl Read, mut to: impl Write, failed: &AtomicBool) -> Heard {
     let mut heard = Heard::default();
     for line in BufReader::new(from).split(b'\n') {
         let Ok(line) = line else { break };
+        if watch::fatal_no_room(&line) {
+            failed.store(true, Ordering::SeqCst);
+        }
         heard.locked_out |= contains(&line, b"Another duplicity instance is already running");
         if let Some(rest) = line.strip_prefix(b"Difference found: ") {
             heard
@@ -656,11 +674,20 @@ mod tests {
         );
         assert_eq!(not_restored(b"Errors 0"), None);
         assert_eq!(not_restored(b"Error 'x' reading y"), None);
+        let failed = AtomicBool::new(false);
         let heard = relay(
             &b"Last full backup date: none\nError 'disk full' patching mail/users.sqlite\n"[..],
             std::io::sink(),
+            &failed,
         );
         assert_eq!(heard.not_restored, ["mail/users.sqlite"]);
+        assert!(!failed.load(Ordering::SeqCst));
+        relay(
+            &b"Traceback (most recent call last):\nOSError: [Errno 28] No space left on device\n"[..],
+            std::io::sink(),
+            &failed,
+        );
+        assert!(failed.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -698,3 +698,128 @@ fn a_backup_or_restore_during_a_restore_is_refused_and_says_why() {
     mailbox.ok(&["run"]);
     assert_eq!(mailbox.kinds().len(), kinds.len() + 1);
 }
+
+/// A box whose restore takes a while: a 3 GB sparse file, changed once.
+fn box_with_a_slow_restore(flavor: &Flavor) -> MailBox {
+    let mailbox = MailBox::new().with_flavor(flavor);
+    make_mail_store(&mailbox.root, 3);
+    let big = mailbox.root.join("mail/big.bin");
+    fs::File::create(&big)
+        .unwrap()
+        .set_len(3_000_000_000)
+        .unwrap();
+    mailbox.ok(&["run"]);
+    next_second();
+    use std::io::Write;
+    fs::File::options()
+        .append(true)
+        .open(&big)
+        .unwrap()
+        .write_all(b"changed")
+        .unwrap();
+    mailbox.ok(&["run"]);
+    mailbox
+}
+
+/// The duplicity processes whose command line names `path`.
+fn duplicities_naming(path: &Path) -> Vec<String> {
+    let out = Command::new("pgrep")
+        .args(["-a", "-f"])
+        .arg(format!("duplicity.*{}", path.display()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Ctrl-C in the middle of a restore (SIGINT to the terminal's process
+/// group), or SIGINT/SIGTERM to mailbackup alone: duplicity ends too, and
+/// mailbackup says so and removes what the restore wrote and duplicity's
+/// temporary directory.
+#[test]
+fn an_interrupted_restore_stops_duplicity_and_leaves_nothing_behind() {
+    needs_root!();
+    use std::os::unix::process::CommandExt;
+    for (flavor, to_group, signal) in [
+        (&flavors()[0], true, libc::SIGINT),
+        (&flavors()[1], false, libc::SIGINT),
+        (&flavors()[0], false, libc::SIGTERM),
+    ] {
+        let mailbox = box_with_a_slow_restore(flavor);
+        let outer = mailbox.dir.path().join("out");
+        fs::create_dir(&outer).unwrap();
+        let dest = outer.join("restored");
+        let child = mailbox
+            .cmd(&["restore", "--to", dest.to_str().unwrap()])
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // duplicity is at work once its own temporary directory is there.
+        assert!(wait_for(60, || {
+            fs::read_dir(&outer).unwrap().flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".mailbackup-tmp-")
+                    && fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some())
+            })
+        }));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let pid = child.id() as i32;
+        unsafe { libc::kill(if to_group { -pid } else { pid }, signal) };
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains("the restore failed (interrupted); removed what it wrote"),
+            "{err}"
+        );
+        assert!(
+            fs::read_dir(&outer).unwrap().next().is_none(),
+            "{:?}",
+            fs::read_dir(&outer).unwrap().collect::<Vec<_>>()
+        );
+        assert!(wait_for(10, || duplicities_naming(&dest).is_empty()));
+    }
+}
+
+/// A file deleted since the backup is not in the estimate of the room: its
+/// restore runs out of room writing it, and duplicity 0.8 then hangs after
+/// its traceback. mailbackup ends it and says why.
+#[test]
+fn a_restore_that_runs_out_of_room_and_hangs_is_ended() {
+    needs_root!();
+    let mailbox = MailBox::new().with_flavor(&flavors()[0]);
+    let big = box_with_a_big_changed_file(&mailbox);
+    fs::remove_file(&big).unwrap();
+    let disk = tempfile::tempdir().unwrap();
+    let _small = Mount::tmpfs(disk.path(), "size=1000m");
+    {
+        let dest = disk.path().join("restored");
+        let started = std::time::Instant::now();
+        let out = mailbox.run(&[
+            "restore",
+            "--to",
+            dest.to_str().unwrap(),
+            "--path",
+            "mail/big.bin",
+        ]);
+        let err = stderr(&out);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{err}"
+        );
+        assert!(
+            err.contains("No space left on device")
+                && err.contains("the restore failed (duplicity ran out of room and hung"),
+            "{err}"
+        );
+        assert!(duplicities_naming(&dest).is_empty());
+        let left = temporary_leftovers(disk.path());
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

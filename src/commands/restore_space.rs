@@ -79,10 +79,11 @@ fn refusal(
     match temp_elsewhere {
         None if dest_free < need.total() => Some(format!(
             "the restore needs about {} ({} for the files, {} for duplicity's temporary files, \
-             where it fetches volumes and rebuilds the files that changed), and {}: {advice}",
+             {}), and {}: {advice}",
             human_size(need.total()),
             human_size(need.files),
             human_size(need.temp),
+            need.temp_why(),
             short(need.total(), dest_free)
         )),
         Some(_) if dest_free < need.files => Some(format!(
@@ -91,10 +92,10 @@ fn refusal(
             short(need.files, dest_free)
         )),
         Some((temp_disk, temp_free)) if temp_free < need.temp => Some(format!(
-            "duplicity's temporary files for this restore (where it fetches volumes and rebuilds \
-             the files that changed) need about {} in TMPDIR ({}: the restore goes into a mount \
-             point, {}), which has {} free, {} too little: set TMPDIR to a directory on a disk \
-             with more room",
+            "duplicity's temporary files for this restore ({}) need about {} in TMPDIR ({}: the \
+             restore goes into a mount point, {}), which has {} free, {} too little: set TMPDIR \
+             to a directory on a disk with more room",
+            need.temp_why(),
             human_size(need.temp),
             temp_disk.display(),
             dest_disk.display(),
@@ -159,6 +160,18 @@ impl Need {
 
     fn total(&self) -> u64 {
         self.files + self.temp
+    }
+
+    /// What the room for the temporary files is for, in a message.
+    fn temp_why(&self) -> String {
+        if self.temp == guard(self.volume_mib) {
+            format!(
+                "which duplicity wants free before it starts: 2.3 times the largest volume, {} MiB",
+                self.volume_mib
+            )
+        } else {
+            "where it fetches volumes and rebuilds the files that changed".to_owned()
+        }
     }
 }
 
@@ -446,6 +459,15 @@ mod tests {
              changed), and /srv has 120.0 MiB free, 30.0 MiB too little: make room there, or \
              restore onto a disk with more room (--to DIR)"
         );
+        let small = Need {
+            files: MIB,
+            temp: guard(250),
+            volume_mib: 250,
+        };
+        assert!(refusal(&small, (dest, 100 * MIB), None).unwrap().contains(
+            "575.0 MiB for duplicity's temporary files, which duplicity wants free before it \
+             starts: 2.3 times the largest volume, 250 MiB)"
+        ));
         assert_eq!(refusal(&need, (dest, 150 * MIB), None), None);
         // The temporary files in TMPDIR: each disk for its own part.
         assert_eq!(

@@ -228,7 +228,7 @@ fn restore_to(
                 (Err(e), _) => format!("what it wrote is left in {} ({e})", dir.display()),
             }
         );
-        return Ok(outcome.code);
+        return Ok(exit_code(&outcome));
     }
     if !outcome.not_restored.is_empty() {
         eprintln!(
@@ -242,6 +242,16 @@ fn restore_to(
     }
     eprintln!("mailbackup: restored into {}", dest.display());
     Ok(0)
+}
+
+/// The exit code of a restore that duplicity failed: 130 when it was
+/// interrupted (as a shell reports Ctrl-C), else duplicity's.
+pub(super) fn exit_code(outcome: &Outcome) -> u8 {
+    if duplicity::watch::interrupted() {
+        130
+    } else {
+        outcome.code
+    }
 }
 
 /// Why duplicity ended badly, for a message.
@@ -430,7 +440,7 @@ fn restore_beside(
             why_it_failed(&outcome),
             root.display()
         );
-        return Ok(outcome.code);
+        return Ok(exit_code(&outcome));
     }
     if !outcome.not_restored.is_empty() {
         let _ = std::fs::remove_dir_all(restoring);

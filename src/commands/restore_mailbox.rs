@@ -124,7 +124,9 @@ fn restore_mailbox_dir(
     let rel = live.address.relative_dir();
     let scratch = restored.parent().unwrap_or(restored);
     let time = Some(backup.date.as_str());
-    let need = restore_space::check_space(layout, target, Some(&rel), time, scratch, scratch)?;
+    // Named by the domain's directory: the scratch one is gone after.
+    let domain = scratch.parent().unwrap_or(scratch);
+    let need = restore_space::check_space(layout, target, Some(&rel), time, domain, scratch)?;
     let temp = DuplicityTemp::for_need(scratch, &need)?;
     let outcome = duplicity.run(&duplicity::restore_args(
         layout,
@@ -150,14 +152,21 @@ fn restore_mailbox_dir(
             layout.cache_dir.display()
         );
     }
-    if outcome.code != 0 || !outcome.not_restored.is_empty() {
+    if outcome.code != 0 {
         eprintln!(
-            "mailbackup: the restore failed ({}, {} files not restored); {} is untouched",
+            "mailbackup: the restore failed ({}); {} is untouched",
             super::restore::why_it_failed(&outcome),
+            live.dir.display()
+        );
+        return Ok(super::restore::exit_code(&outcome).max(1));
+    }
+    if !outcome.not_restored.is_empty() {
+        eprintln!(
+            "mailbackup: the restore failed ({} files not restored); {} is untouched",
             outcome.not_restored.len(),
             live.dir.display()
         );
-        return Ok(outcome.code.max(1));
+        return Ok(1);
     }
     Ok(0)
 }

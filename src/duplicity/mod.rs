@@ -12,7 +12,7 @@ pub mod when;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -370,6 +370,9 @@ impl<'a> Duplicity<'a> {
         let mut command = Command::new(&self.program);
         if let Some(dir) = cwd {
             command.current_dir(dir);
+        }
+        if watch::own_group() {
+            command.process_group(0);
         }
         let mut child = match command
             .args(args)

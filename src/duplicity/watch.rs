@@ -15,12 +15,17 @@ static RUNNING: AtomicI32 = AtomicI32::new(0);
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
 /// In a step that must not be cut short ([`unbroken`]).
 static UNBROKEN: AtomicBool = AtomicBool::new(false);
+/// [`pass_signals_on`] was called.
+static PASSING: AtomicBool = AtomicBool::new(false);
 
 /// How long duplicity has to end after it failed for good.
 pub const GRACE: Duration = Duration::from_secs(10);
 
 /// From now on, SIGINT, SIGTERM and SIGHUP do not end mailbackup: the first
-/// goes on to the running duplicity, a second kills it (SIGKILL). With no
+/// goes on to the running duplicity and the gpg it runs (duplicity then
+/// runs in a process group of its own: [`own_group`]; a duplicity whose gpg
+/// did not get the signal waits for it for ever), a second kills them
+/// (SIGKILL). With no
 /// duplicity running, the first is remembered ([`interrupted`]: the next
 /// duplicity is not started) and a second ends mailbackup at once, unless
 /// it is in an [`unbroken`] step.
@@ -36,7 +41,15 @@ pub fn pass_signals_on() -> Result<()> {
         unsafe { sigaction(signal, &action) }
             .with_context(|| format!("Failed to set up the handling of {signal}"))?;
     }
+    PASSING.store(true, Ordering::SeqCst);
     Ok(())
+}
+
+/// Whether duplicity gets a process group of its own, which signals are
+/// passed on to: only when they are ([`pass_signals_on`]). Otherwise it
+/// stays in mailbackup's, so that a Ctrl-C reaches it with mailbackup.
+pub fn own_group() -> bool {
+    PASSING.load(Ordering::SeqCst)
 }
 
 extern "C" fn pass_on(signal: libc::c_int) {
@@ -44,8 +57,9 @@ extern "C" fn pass_on(signal: libc::c_int) {
     let pid = RUNNING.load(Ordering::SeqCst);
     if pid > 0 {
         let signal = if earlier == 0 { signal } else { libc::SIGKILL };
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe { libc::kill(pid, signal) };
+        // SAFETY: kill(2) is async-signal-safe. duplicity leads its own
+        // process group (see `own_group`): the group is it and its gpg.
+        unsafe { libc::kill(-pid, signal) };
     } else if earlier > 0 && !UNBROKEN.load(Ordering::SeqCst) {
         // SAFETY: _exit(2) is async-signal-safe.
         unsafe { libc::_exit(128 + signal) };
@@ -75,8 +89,8 @@ impl Running {
         let pid = i32::try_from(pid).unwrap_or(0);
         RUNNING.store(pid, Ordering::SeqCst);
         if interrupted() && pid > 0 {
-            // SAFETY: a plain kill(2) of our own child.
-            unsafe { libc::kill(pid, libc::SIGINT) };
+            // SAFETY: a plain kill(2) of our own child's process group.
+            unsafe { libc::kill(-pid, libc::SIGINT) };
         }
         Running
     }
@@ -98,9 +112,10 @@ pub fn end_if_hung(pid: u32, failed: &AtomicBool, done: &AtomicBool, grace: Dura
             let since = *since.get_or_insert_with(Instant::now);
             if since.elapsed() >= grace {
                 if let Ok(pid) = i32::try_from(pid) {
-                    // SAFETY: a plain kill(2) of our own child, which has
-                    // not been waited for yet (so the pid is still its).
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let target = if own_group() { -pid } else { pid };
+                    // SAFETY: a plain kill(2) of our own child (or its
+                    // group), not waited for yet: the pid is still its.
+                    unsafe { libc::kill(target, libc::SIGKILL) };
                 }
                 return true;
             }

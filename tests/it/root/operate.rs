@@ -744,6 +744,8 @@ fn an_interrupted_restore_stops_duplicity_and_leaves_nothing_behind() {
     use std::os::unix::process::CommandExt;
     for (flavor, to_group, signal) in [
         (&flavors()[0], true, libc::SIGINT),
+        (&flavors()[1], true, libc::SIGINT),
+        (&flavors()[0], false, libc::SIGINT),
         (&flavors()[1], false, libc::SIGINT),
         (&flavors()[0], false, libc::SIGTERM),
     ] {
@@ -770,9 +772,21 @@ fn an_interrupted_restore_stops_duplicity_and_leaves_nothing_behind() {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let pid = child.id() as i32;
         unsafe { libc::kill(if to_group { -pid } else { pid }, signal) };
+        // A restore that hangs fails the test rather than hanging it.
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let finished = finished.clone();
+            std::thread::spawn(move || {
+                if !wait_for(120, || finished.load(std::sync::atomic::Ordering::SeqCst)) {
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+            })
+        };
         let out = child.wait_with_output().unwrap();
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        watchdog.join().unwrap();
         let err = stderr(&out);
-        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert_eq!(out.status.code(), Some(130), "{err}");
         assert!(
             err.contains("the restore failed (interrupted); removed what it wrote"),
             "{err}"

@@ -337,7 +337,11 @@ pub(super) fn choose_backup(target: &Target, time: Option<&str>) -> Result<Backu
         None if inventory.backups.iter().any(|b| b.complete) => bail!(
             "no backup on {} was made at or before {}: the oldest is of {}",
             target.describe(),
-            time.unwrap_or("now"),
+            match time {
+                // A day is its first minute, an age a time: say which.
+                Some(text) => format!("{text} ({})", local_minute_at(at)),
+                None => "now".to_owned(),
+            },
             local_minute(
                 inventory
                     .backups
@@ -360,6 +364,14 @@ fn local_minute(backup: &Backup) -> String {
         .from_utc_datetime(&backup.date.datetime())
         .format("%Y-%m-%d %H:%M")
         .to_string()
+}
+
+/// A Unix time as `status` shows times: the local minute.
+fn local_minute_at(time: i64) -> String {
+    Local.timestamp_opt(time, 0).single().map_or_else(
+        || time.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+    )
 }
 
 /// Where this mailbox's restores file says the same backup went, when

@@ -20,7 +20,7 @@ fn a_time_before_every_backup_restores_nothing_and_says_so() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let said = stderr(&out);
     assert!(
-        said.contains("was made at or before 2020-01-01: the oldest is of"),
+        said.contains("was made at or before 2020-01-01 (2020-01-01 00:00): the oldest is of"),
         "{said}"
     );
     assert!(!dest.exists());

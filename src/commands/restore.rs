@@ -212,22 +212,7 @@ fn restore_to(
     let outcome = Duplicity::locate(layout, &key.passphrase, target)?.run(&restore)?;
     drop(temp);
     if outcome.code != 0 {
-        let cleaned = match &dir_before {
-            Some(before) => empty_again(dir, before),
-            None => match std::fs::remove_dir_all(dir) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                other => other,
-            },
-        };
-        eprintln!(
-            "mailbackup: the restore failed ({}); {}",
-            why_it_failed(&outcome),
-            match (cleaned, &dir_before) {
-                (Ok(()), Some(_)) => format!("{} is empty again", dir.display()),
-                (Ok(()), None) => format!("removed what it wrote, and {}", dir.display()),
-                (Err(e), _) => format!("what it wrote is left in {} ({e})", dir.display()),
-            }
-        );
+        clean_after_failure(dir, dir_before.as_ref(), &outcome);
         return Ok(exit_code(&outcome));
     }
     if !outcome.not_restored.is_empty() {
@@ -242,6 +227,27 @@ fn restore_to(
     }
     eprintln!("mailbackup: restored into {}", dest.display());
     Ok(0)
+}
+
+/// After a failed restore into `dir`: empties it again when it was there
+/// (`before`), else removes it; and says so.
+fn clean_after_failure(dir: &Path, before: Option<&std::fs::Metadata>, outcome: &Outcome) {
+    let cleaned = match before {
+        Some(before) => empty_again(dir, before),
+        None => match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        },
+    };
+    eprintln!(
+        "mailbackup: the restore failed ({}); {}",
+        why_it_failed(outcome),
+        match (cleaned, before) {
+            (Ok(()), Some(_)) => format!("{} is empty again", dir.display()),
+            (Ok(()), None) => format!("removed what it wrote, and {}", dir.display()),
+            (Err(e), _) => format!("what it wrote is left in {} ({e})", dir.display()),
+        }
+    );
 }
 
 /// The exit code of a restore that duplicity failed: 130 when it was

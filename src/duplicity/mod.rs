@@ -349,12 +349,9 @@ impl<'a> Duplicity<'a> {
         Ok((outcome, captured))
     }
 
-    fn run_with(
-        &self,
-        cwd: Option<&Path>,
-        args: &[OsString],
-        capture: Option<&mut Vec<u8>>,
-    ) -> Result<Outcome> {
+    /// Starts `duplicity ARGS` (in `cwd`) with its secrets in its
+    /// environment and its output piped, saying so.
+    fn spawn(&self, cwd: Option<&Path>, args: &[OsString]) -> Result<std::process::Child> {
         if watch::interrupted() {
             bail!("interrupted: duplicity was not started");
         }
@@ -374,7 +371,7 @@ impl<'a> Duplicity<'a> {
         if watch::own_group() {
             command.process_group(0);
         }
-        let mut child = match command
+        command
             .args(args)
             .env("PASSPHRASE", self.passphrase.to_env_value())
             .env("GNUPGHOME", &self.gnupg_home)
@@ -385,14 +382,16 @@ impl<'a> Duplicity<'a> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("Failed to start {}", Path::new(&self.program).display())
-                })
-            }
-        };
+            .with_context(|| format!("Failed to start {}", Path::new(&self.program).display()))
+    }
+
+    fn run_with(
+        &self,
+        cwd: Option<&Path>,
+        args: &[OsString],
+        capture: Option<&mut Vec<u8>>,
+    ) -> Result<Outcome> {
+        let mut child = self.spawn(cwd, args)?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let running = watch::Running::start(child.id());
         let (failed, done) = (AtomicBool::new(false), AtomicBool::new(false));

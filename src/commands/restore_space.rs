@@ -134,8 +134,9 @@ impl Need {
     /// live ones take, or for a `whole` restore the chain's size if that is
     /// larger (the live data may have shrunk). The temporary files, as
     /// duplicity makes them: it holds one volume of each backup of the chain
-    /// at a time (the largest of each, from the target's `files`), and rebuilds a file that increments changed from a copy,
-    /// which it copies again for the next increment: one copy of the largest
+    /// at a time (the largest of each, from the target's `files`), and
+    /// rebuilds a file that increments changed from a copy, which it copies
+    /// again for the next increment: one copy of the largest
     /// file changed since the full backup after one increment, two at once
     /// after more; a tenth more for what else it keeps there. And at least
     /// what duplicity's own check of its temporary directory asks for

@@ -126,8 +126,9 @@ pub fn end_if_hung(pid: u32, failed: &AtomicBool, done: &AtomicBool, grace: Dura
 }
 
 /// A line of duplicity's that says it failed for good for lack of room:
-/// the last line of its traceback (indented, as duplicity logs it). (A file it could not write or patch is
-/// a warning, `Error '[Errno 28] …' patching FILE`, and it goes on.)
+/// the last line of its traceback (indented, as duplicity logs it). A file
+/// it could not write or patch is a warning instead (`Error '[Errno 28] …'
+/// patching FILE`), and it goes on.
 pub fn fatal_no_room(line: &[u8]) -> bool {
     let line = line.trim_ascii_start();
     [&b"OSError: [Errno 28]"[..], b"IOError: [Errno 28]"]

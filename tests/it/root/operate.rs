@@ -429,12 +429,15 @@ fn status_check_exit_codes() {
 /// changed and backed up again: restoring it rebuilds the file from the
 /// increment in duplicity's temporary files.
 fn box_with_a_big_changed_file(mailbox: &MailBox) -> std::path::PathBuf {
+    box_with_a_changed_sparse_file(mailbox, 700_000_000)
+}
+
+/// Backs up a box with a sparse file of `len` bytes, then appends to it
+/// and backs up again. Returns the file.
+fn box_with_a_changed_sparse_file(mailbox: &MailBox, len: u64) -> std::path::PathBuf {
     make_mail_store(&mailbox.root, 3);
     let big = mailbox.root.join("mail/big.bin");
-    fs::File::create(&big)
-        .unwrap()
-        .set_len(700_000_000)
-        .unwrap();
+    fs::File::create(&big).unwrap().set_len(len).unwrap();
     mailbox.ok(&["run"]);
     next_second();
     use std::io::Write;
@@ -702,22 +705,7 @@ fn a_backup_or_restore_during_a_restore_is_refused_and_says_why() {
 /// A box whose restore takes a while: a 3 GB sparse file, changed once.
 fn box_with_a_slow_restore(flavor: &Flavor) -> MailBox {
     let mailbox = MailBox::new().with_flavor(flavor);
-    make_mail_store(&mailbox.root, 3);
-    let big = mailbox.root.join("mail/big.bin");
-    fs::File::create(&big)
-        .unwrap()
-        .set_len(3_000_000_000)
-        .unwrap();
-    mailbox.ok(&["run"]);
-    next_second();
-    use std::io::Write;
-    fs::File::options()
-        .append(true)
-        .open(&big)
-        .unwrap()
-        .write_all(b"changed")
-        .unwrap();
-    mailbox.ok(&["run"]);
+    box_with_a_changed_sparse_file(&mailbox, 3_000_000_000);
     mailbox
 }
 

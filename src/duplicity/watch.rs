@@ -25,10 +25,9 @@ pub const GRACE: Duration = Duration::from_secs(10);
 /// goes on to the running duplicity and the gpg it runs (duplicity then
 /// runs in a process group of its own: [`own_group`]; a duplicity whose gpg
 /// did not get the signal waits for it for ever), a second kills them
-/// (SIGKILL). With no
-/// duplicity running, the first is remembered ([`interrupted`]: the next
-/// duplicity is not started) and a second ends mailbackup at once, unless
-/// it is in an [`unbroken`] step.
+/// (SIGKILL). With no duplicity running, the first is remembered
+/// ([`interrupted`]: the next duplicity is not started) and a second ends
+/// mailbackup at once, unless it is in an [`unbroken`] step.
 pub fn pass_signals_on() -> Result<()> {
     let action = SigAction::new(
         SigHandler::Handler(pass_on),

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 
 pub mod container;
+pub mod listing;
 pub mod mount;
 pub mod package;
 pub mod servers;

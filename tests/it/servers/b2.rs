@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::common::listing::*;
 use crate::common::servers::free_port;
 use crate::common::*;
 
@@ -439,56 +440,12 @@ fn the_b2_test_server_works_with_b2sdk() {
     }
 }
 
-/// The names and sizes of `sets` backups (a full every tenth, increments
-/// between, each with volumes, manifest and signatures) and a stray file.
-fn many_backup_files(sets: usize) -> Vec<(String, u64)> {
-    let stamp = |i: usize| format!("202601{:02}T{:02}0000Z", 1 + i / 24, i % 24);
-    let mut files = vec![("notes.txt".to_owned(), 12)];
-    for i in 0..sets {
-        let t = stamp(i);
-        let (set, sig) = if i % 10 == 0 {
-            (
-                format!("duplicity-full.{t}"),
-                format!("duplicity-full-signatures.{t}.sigtar.gpg"),
-            )
-        } else {
-            let p = stamp(i - 1);
-            (
-                format!("duplicity-inc.{p}.to.{t}"),
-                format!("duplicity-new-signatures.{p}.to.{t}.sigtar.gpg"),
-            )
-        };
-        for v in 1..=2 {
-            files.push((
-                format!("{set}.vol{v}.difftar.gpg"),
-                (i * 7 + v * 100) as u64,
-            ));
-        }
-        files.push((format!("{set}.manifest.gpg"), 30 + i as u64));
-        files.push((sig, 5 + i as u64));
-    }
-    files
-}
-
-fn status_without_directory(mailbox: &MailBox) -> serde_json::Value {
-    let mut s = mailbox.status();
-    s.as_object_mut().unwrap().remove("directory");
-    s.as_object_mut().unwrap().remove("encpwfile");
-    s
-}
-
 #[test]
 fn status_of_a_b2_bucket_equals_status_of_the_same_files_at_home() {
     needs_root!();
     let files = many_backup_files(200);
     let local = MailBox::new();
-    fs::create_dir_all(local.target()).unwrap();
-    for (name, size) in &files {
-        fs::File::create(local.target().join(name))
-            .unwrap()
-            .set_len(*size)
-            .unwrap();
-    }
+    write_sparse_files(&local.target(), &files);
     let want = status_without_directory(&local);
     assert_eq!(want["backups"].as_array().unwrap().len(), 200);
     assert_eq!(want["unknown_files"], 1);
@@ -511,7 +468,7 @@ fn status_of_a_b2_bucket_equals_status_of_the_same_files_at_home() {
             &format!("b2://{KEY_ID}:{QUOTED_KEY}@{target}"),
         );
         let got = status_without_directory(&mailbox);
-        assert!(got == want, "{target}: {got}\nwant {want}");
+        assert_same_status(&got, &want, target);
         assert_eq!(
             mailbox.status()["directory"],
             format!("b2://{KEY_ID}@{target}")

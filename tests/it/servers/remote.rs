@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
+use crate::common::listing::*;
 use crate::common::servers::{Moto, Sshd};
 use crate::common::*;
 
@@ -161,85 +162,13 @@ fn s3_target_backs_up_and_restores_with_both_duplicity_versions() {
     }
 }
 
-/// The names and sizes of a target with `sets` daily backups, each a full
-/// or an increment with volumes, manifest and signatures, and two strays.
-fn many_backup_files(sets: usize) -> Vec<(String, u64)> {
-    let mut files = Vec::new();
-    let stamp = |i: usize| {
-        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
-            + chrono::Duration::days(i as i64 / 4);
-        format!("{}T{:02}0000Z", day.format("%Y%m%d"), (i % 4) * 6)
-    };
-    for i in 0..sets {
-        let t = stamp(i);
-        let (kind, sig) = if i % 10 == 0 {
-            (
-                format!("duplicity-full.{t}"),
-                format!("duplicity-full-signatures.{t}.sigtar.gpg"),
-            )
-        } else {
-            let p = stamp(i - 1);
-            (
-                format!("duplicity-inc.{p}.to.{t}"),
-                format!("duplicity-new-signatures.{p}.to.{t}.sigtar.gpg"),
-            )
-        };
-        for v in 1..=3 {
-            files.push((
-                format!("{kind}.vol{v}.difftar.gpg"),
-                (i * 7 + v * 1000) as u64,
-            ));
-        }
-        files.push((format!("{kind}.manifest.gpg"), 300 + i as u64));
-        files.push((sig, 50 + i as u64));
-    }
-    files.push(("notes.txt".into(), 12));
-    files.push((
-        "duplicity-full.20260101T000000Z.vol1.difftar.gpg.part".into(),
-        5,
-    ));
-    files
-}
-
-/// `status --json` without what names the box and the target.
-fn status_without_directory(mailbox: &MailBox) -> serde_json::Value {
-    let mut s = mailbox.status();
-    s.as_object_mut().unwrap().remove("directory");
-    s.as_object_mut().unwrap().remove("encpwfile");
-    s
-}
-
-fn assert_same_status(got: &serde_json::Value, want: &serde_json::Value, what: &str) {
-    if got == want {
-        return;
-    }
-    let (g, w) = (
-        got["backups"].as_array().unwrap(),
-        want["backups"].as_array().unwrap(),
-    );
-    let first = g.iter().zip(w).find(|(a, b)| a != b);
-    panic!(
-        "{what}: {} backups, want {}; unknown {} / {}; first difference: {first:?}",
-        g.len(),
-        w.len(),
-        got["unknown_files"],
-        want["unknown_files"]
-    );
-}
-
 #[test]
 fn status_of_a_bucket_with_thousands_of_files_equals_status_of_the_same_files_at_home() {
     needs_root!();
     let files = many_backup_files(700);
     assert!(files.len() > 3000);
     let local = MailBox::new();
-    fs::create_dir_all(local.target()).unwrap();
-    for (name, size) in &files {
-        fs::File::create(local.target().join(name))
-            .unwrap()
-            .set_len(*size)
-            .unwrap();
-    }
+    write_sparse_files(&local.target(), &files);
     let want = status_without_directory(&local);
     assert_eq!(want["backups"].as_array().unwrap().len(), 700);
     assert_eq!(want["unknown_files"], 1);
@@ -283,13 +212,8 @@ fn status_of_a_bucket_with_thousands_of_files_equals_status_of_the_same_files_at
         "duplicity-full.20270101T000000Z.manifest.gpg".into(),
         1_234_567_890,
     ));
-    for (name, size) in &big {
-        for dir in [&sshd.remote, &local.target()] {
-            fs::File::create(dir.join(name))
-                .unwrap()
-                .set_len(*size)
-                .unwrap();
-        }
+    for dir in [&sshd.remote, &local.target()] {
+        write_sparse_files(dir, &big);
     }
     let want = status_without_directory(&local);
     assert_eq!(want["backups"][0]["size"], (3u64 << 30) + 1_234_567_890);

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::oracle::*;
 use crate::common::*;
 use serde_json::Value;
 
@@ -28,33 +29,6 @@ const NOWS: [&str; 5] = [
     "2026-01-31 23:59:00",
     "2026-07-15 04:07:00",
 ];
-
-/// A small deterministic generator, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn stamp(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap()
-        .format("%Y%m%dT%H%M%SZ")
-        .to_string()
-}
-
-/// A sparse file of `size` bytes.
-fn sized(path: &Path, size: u64) {
-    fs::File::create(path).unwrap().set_len(size).unwrap();
-}
 
 /// Chains of backups ending around `now`: fulls with increments at random
 /// intervals, files of random sizes, sometimes a backup in the future.
@@ -105,32 +79,6 @@ fn generate_target(dir: &Path, now: i64, rng: &mut Rng) {
     }
 }
 
-/// The Unix time of a local wall-clock time in `zone`.
-fn epoch(zone: &str, local: &str) -> i64 {
-    let out = Command::new("date")
-        .env("TZ", zone)
-        .args(["-d", local, "+%s"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn under_faketime(zone: &str, now: &str, program: &str, args: &[&std::ffi::OsStr]) -> Value {
-    let out = clean_command("faketime", &"/usr/sbin:/usr/bin:/sbin:/bin".into())
-        .env("TZ", zone)
-        .arg(now)
-        .arg(program)
-        .args(args)
-        .output()
-        .expect("faketime is missing: run tests/setup.sh first");
-    assert!(out.status.success(), "{program}: {}", describe(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The keys of the 2015 dict that v75 did not change.
 fn kept_2015_keys(v: &Value) -> Value {
     let backups: Vec<Value> = v["backups"]
@@ -157,23 +105,25 @@ fn status_json_equals_the_reference() {
         for now in NOWS.iter().chain(NOWS.iter()) {
             let mailbox = MailBox::new();
             generate_target(&mailbox.target(), epoch(zone, now), &mut rng);
-            let want = kept_2015_keys(&under_faketime(
+            let want = kept_2015_keys(&json_of(faked(
                 zone,
                 now,
-                "/usr/bin/python3",
+                false,
+                Path::new("/usr/bin/python3"),
                 &[reference.as_os_str(), mailbox.root.as_os_str()],
-            ));
-            let mut got = under_faketime(
+            )));
+            let mut got = json_of(faked(
                 zone,
                 now,
-                BIN,
+                false,
+                Path::new(BIN),
                 &[
                     "--config".as_ref(),
                     mailbox.conf.as_os_str(),
                     "status".as_ref(),
                     "--json".as_ref(),
                 ],
-            );
+            ));
             let extra = got.as_object_mut().unwrap();
             assert_eq!(extra.remove("unknown_files"), Some(Value::from(0)));
             assert_eq!(extra.remove("unknown_size"), Some(Value::from(0)));

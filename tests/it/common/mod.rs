@@ -17,6 +17,7 @@ use tempfile::TempDir;
 pub mod container;
 pub mod listing;
 pub mod mount;
+pub mod oracle;
 pub mod package;
 pub mod servers;
 pub mod tier;

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::oracle::*;
 use crate::common::*;
 use serde_json::{Map, Value};
 
@@ -28,35 +29,10 @@ const NOWS: [&str; 5] = [
     "2026-07-15 04:07:00",
 ];
 
-const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
-
 fn reference(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/reference/v75")
         .join(name)
-}
-
-/// A small deterministic generator, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn stamp(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap()
-        .format("%Y%m%dT%H%M%SZ")
-        .to_string()
-}
-
-fn sized(path: &Path, size: u64) {
-    fs::File::create(path).unwrap().set_len(size).unwrap();
 }
 
 /// The files of one set: `volumes` volumes, a manifest unless interrupted,
@@ -127,46 +103,6 @@ fn generate_target(dir: &Path, now: i64, rng: &mut Rng) {
             50,
         );
     }
-}
-
-/// The Unix time of a local wall-clock time in `zone`.
-fn epoch(zone: &str, local: &str) -> i64 {
-    let out = Command::new("date")
-        .env("TZ", zone)
-        .args(["-d", local, "+%s"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// `program args` under faketime at the local time `now` in `zone`, frozen
-/// (`-f`) or running from there.
-fn faked(
-    zone: &str,
-    now: &str,
-    frozen: bool,
-    program: &Path,
-    args: &[&std::ffi::OsStr],
-) -> Command {
-    let mut c = clean_command("faketime", &SYSTEM_PATH.into());
-    c.env("TZ", zone);
-    if frozen {
-        c.arg("-f");
-    }
-    c.arg(now).arg(program).args(args);
-    c
-}
-
-fn json_of(mut c: Command) -> Value {
-    let out = c
-        .output()
-        .expect("faketime is missing: run tests/setup.sh first");
-    assert!(out.status.success(), "{}", describe(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// v75's `backup_status()` under faketime; sets from duplicity, or from

@@ -15,6 +15,7 @@ pub mod mailinabox;
 pub mod ping;
 pub mod snapshot;
 pub mod status;
+pub mod suggest;
 pub mod sys;
 pub mod systemd;
 

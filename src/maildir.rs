@@ -279,38 +279,6 @@ pub fn restored_before(restores: &str, stamp: &str, scope: &str) -> Vec<String> 
         .collect()
 }
 
-/// The candidates nearest to `wanted` (edit distance), at most `n`.
-pub fn closest<'a>(wanted: &str, candidates: &'a [String], n: usize) -> Vec<&'a str> {
-    let mut scored: Vec<(usize, &str)> = candidates
-        .iter()
-        .map(|c| {
-            (
-                edit_distance(&wanted.to_lowercase(), &c.to_lowercase()),
-                c.as_str(),
-            )
-        })
-        .collect();
-    scored.sort();
-    scored.into_iter().take(n).map(|(_, c)| c).collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let up = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(up + 1)
-                .min(row[j] + 1);
-            diagonal = up;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,16 +389,12 @@ mod tests {
     }
 
     #[test]
-    fn listings_give_mailboxes_and_the_closest_are_named() {
+    fn listings_give_mailboxes() {
         let listing = "Wed Dec  2 03:00:00 2026 mail/mailboxes/example.com\n\
                        Wed Dec  2 03:00:00 2026 mail/mailboxes/example.com/alice\n\
                        Wed Dec  2 03:00:00 2026 mail/mailboxes/example.com/alice/cur\n\
                        Wed Dec  2 03:00:00 2026 mail/mailboxes/example.org/bob\n";
         let found = mailboxes_in_listing(listing);
         assert_eq!(found, ["alice@example.com", "bob@example.org"]);
-        assert_eq!(
-            closest("alise@example.com", &found, 1),
-            ["alice@example.com"]
-        );
     }
 }

@@ -14,13 +14,12 @@
 //! file (`b2_get_upload_url`, `b2_upload_file`, `b2_delete_file_version`).
 
 use std::ffi::OsString;
-use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::s3::transport_failure_with;
+use super::s3::{http_agent, transport_failure_with};
 use super::{Cause, Secret, Unusable};
 use crate::duplicity::inventory::{Entry, Inventory, InventoryBuilder};
 
@@ -177,12 +176,7 @@ impl<'a> Session<'a> {
     /// refused, may not reach the bucket, or the bucket does not exist.
     fn open(target: &'a B2) -> Result<Session<'a>> {
         let base = std::env::var(API_URL_VARIABLE).unwrap_or_else(|_| PRODUCTION_API.to_owned());
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(20)))
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
+        let agent = http_agent();
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             target.key_id,

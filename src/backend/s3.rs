@@ -206,12 +206,7 @@ impl S3 {
         // bucket needed, and bucket names with dots work over https.
         let bucket = Bucket::new(endpoint, UrlStyle::Path, self.bucket.clone(), self.region())
             .map_err(|e| anyhow!("{}: {e}", self.describe()))?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(20)))
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
+        let agent = http_agent();
         Ok(Client {
             target: self,
             bucket,
@@ -497,6 +492,17 @@ fn http_failure(status: u16, body: &str, t: &S3) -> (Cause, String) {
             .to_owned(),
     };
     (cause, text)
+}
+
+/// The HTTP client of the object stores (S3, B2): an answer's status is
+/// read, not an error; 20 s to connect, 5 minutes for a request.
+pub(super) fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into()
 }
 
 #[cfg(test)]

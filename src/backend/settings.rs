@@ -356,27 +356,9 @@ fn unknown_keys(path: &Path, text: &str) -> Vec<String> {
 fn nearest_key(name: &str) -> &'static str {
     KNOWN_KEYS
         .iter()
-        .min_by_key(|k| edit_distance(name, k))
+        .min_by_key(|k| crate::suggest::edit_distance(name, k))
         .copied()
         .unwrap_or(KNOWN_KEYS[0])
-}
-
-/// Levenshtein's distance: insertions, deletions and substitutions.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != cb))
-                .min(above + 1)
-                .min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -509,9 +491,6 @@ mod tests {
         );
         assert!(!s.warnings.concat().contains("hunter2"));
         assert!(parse("target: local\n").unwrap().warnings.is_empty());
-        assert_eq!(edit_distance("ping_ur", "ping_url"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
         // Bad values stay errors.
         let e = err("target: local\nmin_age_in_days: -2\nextra: 1\n");
         assert!(e.contains("min_age_in_days"), "{e}");

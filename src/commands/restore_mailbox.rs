@@ -19,6 +19,7 @@ use crate::config::{Config, Layout};
 use crate::duplicity::inventory::Backup;
 use crate::duplicity::{self, when, Duplicity};
 use crate::maildir::{self, Address};
+use crate::suggest;
 use crate::sys::fs::rename_noreplace;
 
 /// duplicity's exit code when the path given with `-r` is not in the backup.
@@ -408,7 +409,7 @@ fn no_such_mailbox(
         .unwrap_or_default();
     let mailboxes = maildir::mailboxes_in_listing(&listing);
     let wanted = address.to_string();
-    let hint = match maildir::closest(&wanted, &mailboxes, 3)[..] {
+    let hint = match suggest::closest(&wanted, &mailboxes, 3)[..] {
         [] => "it holds no mailboxes".to_owned(),
         ref near => format!("the closest it holds: {}", near.join(", ")),
     };
@@ -423,7 +424,7 @@ fn no_such_folder(folder: &str, found: &[String], address: &Address, when: &str)
     let names: Vec<String> = found.iter().map(|f| maildir::folder_display(f)).collect();
     anyhow!(
         "the backup of {when} has no folder {folder:?} in {address}; the closest it holds: {}",
-        maildir::closest(folder, &names, 3).join(", ")
+        suggest::closest(folder, &names, 3).join(", ")
     )
 }
 

@@ -242,25 +242,7 @@ fn back_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duplicity::backup_set::Stamp;
-
-    fn backup(date: &str, previous: Option<&str>, size: u64) -> Backup {
-        Backup {
-            date: Stamp::parse(date.as_bytes()).unwrap(),
-            full: previous.is_none(),
-            previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
-            size,
-            complete: true,
-            volumes: 1,
-        }
-    }
-
-    fn at(s: &str) -> i64 {
-        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-            .unwrap()
-            .and_utc()
-            .timestamp_micros()
-    }
+    use crate::duplicity::inventory::examples::{at, backup};
 
     fn mode(backups: &[&Backup], min_age: u32, now: &str, weekend: bool) -> BackupMode {
         let clock = Clock {

@@ -263,6 +263,34 @@ impl Inventory {
     }
 }
 
+/// Backups and times for the unit tests of what reads an inventory.
+#[cfg(test)]
+pub mod examples {
+    use super::Backup;
+    use crate::duplicity::backup_set::Stamp;
+
+    /// A complete backup of one volume at `date` (duplicity's stamp), an
+    /// increment on `previous` or a full backup.
+    pub fn backup(date: &str, previous: Option<&str>, size: u64) -> Backup {
+        Backup {
+            date: Stamp::parse(date.as_bytes()).unwrap(),
+            full: previous.is_none(),
+            previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
+            size,
+            complete: true,
+            volumes: 1,
+        }
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS` UTC in microseconds since the epoch.
+    pub fn at(s: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -523,26 +523,8 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::duplicity::backup_set::Stamp;
+    use crate::duplicity::inventory::examples::{at, backup};
     use std::path::Path;
-
-    fn backup(date: &str, previous: Option<&str>, size: u64) -> Backup {
-        Backup {
-            date: Stamp::parse(date.as_bytes()).unwrap(),
-            full: previous.is_none(),
-            previous: previous.map(|p| Stamp::parse(p.as_bytes()).unwrap()),
-            size,
-            complete: true,
-            volumes: 1,
-        }
-    }
-
-    fn at(s: &str) -> i64 {
-        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-            .unwrap()
-            .and_utc()
-            .timestamp_micros()
-    }
 
     #[test]
     fn deleted_in_as_the_reference_computes_it() {

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::snapshot::SQLITE_HEADER_COUNTERS as COUNTERS;
+
 /// How many differences are kept to be named.
 const KEPT: usize = 20;
 
@@ -125,14 +127,15 @@ fn is_database(path: &Path) -> bool {
         .is_ok_and(|()| &head == b"SQLite format 3\0")
 }
 
-/// The same database pages, the header's change counters aside.
+/// The same database pages, the header's counters aside (a backup taken
+/// before the snapshot kept them, or one taken live, may have others).
 fn same_database(a: &Path, b: &Path) -> Result<bool> {
     let read =
         |p: &Path| std::fs::read(p).with_context(|| format!("Failed to read {}", p.display()));
     let (mut a, mut b) = (read(a)?, read(b)?);
     for bytes in [&mut a, &mut b] {
-        for range in [24..28, 92..100] {
-            if let Some(field) = bytes.get_mut(range) {
+        for (offset, len) in COUNTERS {
+            if let Some(field) = bytes.get_mut(offset..offset + len) {
                 field.fill(0);
             }
         }
@@ -293,5 +296,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.compared, c.difference_count), (1, 0));
+    }
+
+    /// Databases that differ only in the header's counters (the change
+    /// counter, the schema cookie, version-valid-for) are the same; one
+    /// changed byte in a page is not.
+    #[test]
+    fn databases_are_compared_without_their_header_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = b"SQLite format 3\0".to_vec();
+        db.resize(4096, 7);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, &db).unwrap();
+        for offset in [24, 43, 92, 99] {
+            let mut other = db.clone();
+            other[offset] ^= 1;
+            std::fs::write(&b, &other).unwrap();
+            assert!(same_database(&a, &b).unwrap(), "byte {offset}");
+        }
+        let mut other = db.clone();
+        other[2000] ^= 1;
+        std::fs::write(&b, &other).unwrap();
+        assert!(!same_database(&a, &b).unwrap());
     }
 }

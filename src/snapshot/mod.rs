@@ -42,6 +42,8 @@ mod database;
 mod policy;
 mod walk;
 
+pub use database::COUNTERS as SQLITE_HEADER_COUNTERS;
+
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::OsStr;
 use std::io::ErrorKind;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::describe;
 use super::package::QUICK_PROFILE;
+use super::{describe, MIAB_USERS_SCHEMA};
 
 /// The Debian release a container boots: each has a root of its own,
 /// built by `tests/e2e/make-root.sh SUITE`.
@@ -372,7 +372,7 @@ impl Container {
             done
             echo 'first light' > "$m/new/1790001000.M1.box"
             head -c {big_mb}M /dev/urandom > $R/mail/attachments.bin
-            sqlite3 $R/mail/users.sqlite "CREATE TABLE users (email TEXT); INSERT INTO users VALUES ('alice@example.com');"
+            sqlite3 $R/mail/users.sqlite "{MIAB_USERS_SCHEMA} INSERT INTO users (email, password) VALUES ('alice@example.com', 'x');"
             chown -R 5000:5000 $R/mail && chmod -R go-rwx $R/mail
             mkdir -p $R && chown user-data $R
             mkdir -p $R/backup

@@ -273,6 +273,21 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// Mail-in-a-Box's `users.sqlite` as its setup makes it (setup/mail-users.sh):
+/// four tables and a migration, so its header's schema cookie is well above
+/// the 1 of a database with one table, as on a real box.
+pub const MIAB_USERS_SCHEMA: &str = "\
+    CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, email TEXT NOT NULL UNIQUE, \
+        password TEXT NOT NULL, extra, privileges TEXT NOT NULL DEFAULT '');
+    CREATE TABLE aliases (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL UNIQUE, \
+        destination TEXT NOT NULL, permitted_senders TEXT);
+    CREATE TABLE mfa (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, \
+        type TEXT NOT NULL, secret TEXT NOT NULL, mru_token TEXT, label TEXT, \
+        FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE);
+    CREATE TABLE auto_aliases (id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL UNIQUE, \
+        destination TEXT NOT NULL, permitted_senders TEXT);
+    ALTER TABLE users ADD COLUMN quota TEXT NOT NULL DEFAULT '0';";
+
 /// A small but realistic mail store: Maildirs with messages in `cur/` and
 /// `new/`, Dovecot index files, a sqlite database, names with spaces and
 /// UTF-8, files of another owner, assorted modes and whole-second mtimes.
@@ -328,7 +343,7 @@ pub fn make_mail_store(root: &Path, messages: usize) {
     let made = tempfile::tempdir().unwrap();
     let out = Command::new("sqlite3")
         .arg(made.path().join("users.sqlite"))
-        .arg("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, password TEXT); INSERT INTO users (email, password) VALUES ('alice@example.com', '{SHA512-CRYPT}x'), ('zoë@example.com', '{SHA512-CRYPT}y');")
+        .arg(format!("{MIAB_USERS_SCHEMA} INSERT INTO users (email, password) VALUES ('alice@example.com', '{{SHA512-CRYPT}}x'), ('zoë@example.com', '{{SHA512-CRYPT}}y');"))
         .output()
         .expect("sqlite3 is missing: run tests/setup.sh first");
     assert!(out.status.success(), "{}", describe(&out));

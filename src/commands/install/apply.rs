@@ -37,6 +37,9 @@ impl Plan {
         if let Some(path) = &self.make_private {
             println!("would make {} readable by root only", path.display());
         }
+        if let Some(line) = self.root_owned_line("would make") {
+            println!("{line}");
+        }
     }
 
     /// Writes the units (all or none), makes the keys, removes the units
@@ -48,11 +51,12 @@ impl Plan {
             .target
             .as_ref()
             .is_some_and(|t| !t.secrets().is_empty());
+        self.make_root_owned()?;
         self.prepare_target(holds_secret)?;
         // A target that cannot work gets units, but no timer.
         let target_failure = check_target(s, target);
         let created_key = self.commit()?;
-        let mut changed = self.report(s, &target.path);
+        let mut changed = self.report(s, &target.path) || !self.make_root_owned.is_empty();
         if let Some(key) = self.new_key.as_ref().filter(|_| created_key) {
             changed = true;
             println!(
@@ -97,6 +101,44 @@ impl Plan {
             println!("mailbackup is installed already: nothing changed");
         }
         Ok(0)
+    }
+
+    /// What is made root's in the backup directory, and why, in one line.
+    fn root_owned_line(&self, verb: &str) -> Option<String> {
+        let (first, uid) = self.make_root_owned.first()?;
+        let owner = nix::unistd::User::from_uid((*uid).into())
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {uid}"), |u| u.name);
+        let n = self.make_root_owned.len();
+        let what = if n == 1 {
+            first.display().to_string()
+        } else {
+            format!("{} and {} more file(s) in it", first.display(), n - 1)
+        };
+        Some(format!(
+            "{verb} {what} root's (owned by {owner}): the backup runs as root without the right \
+             to write where another user owns, and Mail-in-a-Box keeps its backup directory root's"
+        ))
+    }
+
+    /// Gives root what another user owns in the backup directory.
+    fn make_root_owned(&self) -> Result<()> {
+        for (path, _) in &self.make_root_owned {
+            std::os::unix::fs::lchown(path, Some(0), Some(0)).with_context(|| {
+                format!(
+                    "Failed to make {} root's: the backup, which runs as root without the right to \
+                     write where another user owns, could not write there; make it root's \
+                     (chown -R root:root {}) and run install again",
+                    path.display(),
+                    self.backup_dir.as_ref().unwrap_or(path).display()
+                )
+            })?;
+        }
+        if let Some(line) = self.root_owned_line("made") {
+            println!("{line}");
+        }
+        Ok(())
     }
 
     /// Locks up the target's settings file and makes its ssh key.

@@ -25,6 +25,9 @@ pub struct OnDisk {
     pub ssh_key: Option<(PathBuf, bool)>,
     /// The target's settings file, when other users than root may read it.
     pub settings_too_open: Option<PathBuf>,
+    /// What another user than root owns in the backup directory, with its
+    /// owner: the backup, root without CAP_DAC_OVERRIDE, cannot write there.
+    pub not_roots: Vec<(PathBuf, u32)>,
 }
 
 impl OnDisk {
@@ -49,14 +52,21 @@ impl OnDisk {
                 .backups
                 .len()
         };
-        // A package upgrade makes no key and changes no mode.
+        // A package upgrade makes no key and changes no mode or owner.
         let settings_too_open = !s.refresh && settings_file_too_open(settings_file)?;
+        let not_roots = if s.refresh {
+            Vec::new()
+        } else {
+            // The hooks run as STORAGE_USER: one only they may read stays theirs.
+            not_root_owned(&layout.backup_dir, &[&layout.hook, &layout.before_hook])?
+        };
         Ok(OnDisk {
             units,
             key,
             backups_without_key,
             ssh_key: ssh_key.map(|k| (k.to_owned(), k.exists())),
             settings_too_open: settings_too_open.then(|| settings_file.to_owned()),
+            not_roots,
         })
     }
 }
@@ -120,6 +130,8 @@ pub struct Plan {
     pub new_ssh_key: Option<PathBuf>,
     /// The target's settings file to make readable by root only.
     pub make_private: Option<PathBuf>,
+    /// What to make root's in the backup directory, with its owner now.
+    pub make_root_owned: Vec<(PathBuf, u32)>,
 }
 
 /// Decides what to write, replace, keep and remove. Pure.
@@ -166,6 +178,7 @@ pub fn plan(s: &InstallSettings, disk: &OnDisk) -> Result<Plan> {
             .filter(|(_, exists)| !s.refresh && !exists)
             .map(|(key, _)| key),
         make_private: disk.settings_too_open.clone(),
+        make_root_owned: disk.not_roots.clone(),
     })
 }
 
@@ -219,6 +232,35 @@ fn settings_file_too_open(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("Failed to read {}", path.display())),
     }
+}
+
+/// Everything in `dir` (itself included, links not followed) but `except`
+/// that another user than root owns. Mail-in-a-Box keeps the backup
+/// directory root's; one made or copied in as STORAGE_USER is not.
+fn not_root_owned(dir: &Path, except: &[&Path]) -> Result<Vec<(PathBuf, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(path) = todo.pop() {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("Failed to read {}", path.display())),
+        };
+        if meta.uid() != 0 && !except.contains(&path.as_path()) {
+            found.push((path.clone(), meta.uid()));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)
+                .with_context(|| format!("Failed to list {}", path.display()))?
+            {
+                let entry = entry.with_context(|| format!("Failed to list {}", path.display()))?;
+                todo.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// The unit file at `path`, if there is one.

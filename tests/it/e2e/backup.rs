@@ -428,3 +428,47 @@ fn snapshot_mode_keeps_mail_flowing_and_loses_none() {
     c.ok("systemctl start mailbackup.service");
     c.assert_restore_equals_live();
 }
+
+/// A backup directory that STORAGE_USER made or filled (as copying the key
+/// back onto a new box as that user leaves it) is made root's by install:
+/// the backup, root without CAP_DAC_OVERRIDE, could not write into it. The
+/// hooks, which run as STORAGE_USER, stay theirs.
+#[test]
+fn install_makes_a_backup_directory_of_the_box_user_roots() {
+    needs_root!();
+    let c = Container::boot();
+    c.prepare_box(1);
+    let root = &c.root;
+    c.ok(&format!(
+        "mkdir -p {root}/backup/cache/old && echo x > {root}/backup/cache/old/lockfile \
+         && chmod 700 {root}/backup/after-backup && chown -R user-data {root}/backup"
+    ));
+    let out = c.ok("mailbackup install");
+    assert!(
+        out.contains(&format!(
+            "made {root}/backup and 3 more file(s) in it root's (owned by user-data)"
+        )),
+        "{out}"
+    );
+    let again = c.ok("mailbackup install");
+    assert!(!again.contains("root's"), "{again}");
+    assert!(again.contains("nothing changed"), "{again}");
+
+    let (rc, _) = c.start_backup_watching();
+    assert_eq!(
+        rc,
+        0,
+        "{}",
+        c.ok("journalctl -u 'mailbackup*' --no-pager | tail -60")
+    );
+    assert!(
+        c.hook_mark(20).is_some(),
+        "the after-backup hook did not run"
+    );
+    assert_eq!(
+        c.ok(&format!(
+            "stat -c %U {root}/backup {root}/backup/cache/old/lockfile {root}/backup/after-backup"
+        )),
+        "root\nroot\nuser-data\n"
+    );
+}

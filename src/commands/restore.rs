@@ -84,7 +84,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "TIME")]
     pub time: Option<String>,
 
-    /// Only this file or directory, relative to STORAGE_ROOT.
+    /// Only this file or directory: relative to STORAGE_ROOT, or absolute inside it.
     #[arg(long, value_name = "REL", conflicts_with = "in_place")]
     pub path: Option<PathBuf>,
 
@@ -138,6 +138,8 @@ pub fn run(config_path: &Path, args: &RestoreArgs) -> Result<u8> {
 }
 
 /// A path inside STORAGE_ROOT, as duplicity names it: relative, no `..`.
+/// (`restore --path` takes an absolute one inside STORAGE_ROOT too: it is
+/// made relative first.)
 pub fn relative_path(path: &Path) -> Result<PathBuf> {
     let clean: PathBuf = path
         .components()
@@ -149,7 +151,7 @@ pub fn relative_path(path: &Path) -> Result<PathBuf> {
             .all(|c| matches!(c, Component::Normal(_)))
     {
         bail!(
-            "--path {} must be a path inside STORAGE_ROOT, relative to it, like mail/mailboxes",
+            "--path {} must be a path inside STORAGE_ROOT, relative to it (like mail/mailboxes) or absolute",
             path.display()
         );
     }
@@ -163,7 +165,11 @@ fn restore_to(
     dir: &Path,
     args: &RestoreArgs,
 ) -> Result<u8> {
-    let path = args.path.as_deref().map(relative_path).transpose()?;
+    let path = args
+        .path
+        .as_deref()
+        .map(|p| relative_path(p.strip_prefix(&layout.storage_root).unwrap_or(p)))
+        .transpose()?;
     let empty_dir_exists = match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none())
     {
         Ok(false) => bail!(

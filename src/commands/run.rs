@@ -25,11 +25,14 @@ use crate::status::report::{full_reason, FullReason};
 ///
 /// With --from-snapshot it backs up the snapshot that `mailbackup snapshot`
 /// took while the mail services were stopped, in the place of STORAGE_ROOT,
-/// as mailbackup.service does. Without it, it reads the live files, as
-/// Mail-in-a-Box's backup.py did: a SQLite database written meanwhile may
-/// be read torn (the snapshot takes databases with SQLite's online backup).
+/// as mailbackup.service does. Without it, it reads the live files while
+/// the mail runs (Mail-in-a-Box's backup.py stopped the mail first): a
+/// message or a SQLite database written meanwhile may be read half written.
+/// For a backup as the units make it, use `systemctl start
+/// mailbackup.service`.
 ///
-/// Example: mailbackup run --full
+/// Example, a full backup by hand with the mail stopped:
+///   systemctl stop dovecot postfix; mailbackup run --full; systemctl start dovecot postfix
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Make a full backup even if an incremental one would do.

@@ -73,13 +73,14 @@ fn restore_to_a_directory_whole_at_a_time_and_in_part() {
             "only zoë"
         );
 
+        // Given absolute, inside STORAGE_ROOT, as an operator may paste it.
         let one = out_dir.join("one");
         mailbox.ok(&[
             "restore",
             "--to",
             one.to_str().unwrap(),
             "--path",
-            "mail/users.sqlite",
+            mailbox.root.join("mail/users.sqlite").to_str().unwrap(),
         ]);
         assert_eq!(
             fs::read(one.join("mail/users.sqlite")).unwrap(),

@@ -19,7 +19,7 @@ use crate::status::report::{
 };
 use crate::sys::python_local_zone;
 use crate::systemd;
-use crate::systemd::units::SERVICE;
+use crate::systemd::units::{BEFORE_HOOK_SERVICE, SERVICE, SNAPSHOT_SERVICE};
 
 /// Show the backups: when, how old, full or incremental, size, and when they
 /// will be deleted. Never writes anything.
@@ -28,11 +28,16 @@ use crate::systemd::units::SERVICE;
 /// (backups with their volumes, unmatched_file_size) for the control panel,
 /// with the keys of its 2015 version (directory, encpwfile, tz, previous).
 ///
-/// With --check, prints one line and exits like a Nagios/Icinga plugin: 0
-/// when the newest backup is younger than --max-age, the last run
-/// succeeded and the key file is there, 1 (warning) or 2 (critical) with the
-/// reason otherwise (also when the bucket or directory of an off-site target
-/// does not exist), 3 when it cannot tell (a target it cannot reach).
+/// With --check, prints one line and exits like a Nagios/Icinga plugin,
+/// naming every problem: 0 when all is well; 2 (critical) when no backup is
+/// younger than --max-age, the last run failed (and which step), the key
+/// file is missing, the last restore drill failed, or the bucket or
+/// directory of an off-site target does not exist; 1 (warning) for what
+/// wants a look: a key not yet confirmed (`mailbackup key confirm`), no
+/// drill passed for a long time, an interrupted newest set, files in the
+/// target that duplicity did not write, what the last snapshot warned of,
+/// unknown settings in custom.yaml; 3 when it cannot tell (a target it
+/// cannot reach).
 ///
 /// Examples:
 ///   mailbackup status --json
@@ -92,7 +97,7 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
         return Ok(health.exit_code());
     };
     let inventory = target.inventory()?;
-    let failed = systemd::active_state(SERVICE).is_some_and(|s| s == "failed");
+    let failed = last_run_failure();
     let layout = config.layout();
     let key_missing = key::missing(&layout.key_file);
     let mut warnings = settings.warnings.clone();
@@ -106,13 +111,36 @@ fn check(config_path: &Path, args: &StatusArgs) -> Result<u8> {
         &target.describe(),
         now_us,
         args.max_age,
-        failed,
+        failed.as_deref(),
         key_missing.as_deref(),
         &warnings,
     );
     let (health, line) = add_problems(checked, &drill_problems(&config, &inventory, now_us));
     println!("{line}");
     Ok(health.exit_code())
+}
+
+/// Why the last backup run failed, if systemd says it did: the step that
+/// failed during it (the before-backup hook, the snapshot), or how it ended.
+fn last_run_failure() -> Option<String> {
+    if systemd::active_state(SERVICE)? != "failed" {
+        return None;
+    }
+    let monotonic = |unit: &str, property: &str| {
+        systemd::show(unit, property).and_then(|t| t.parse::<u64>().ok())
+    };
+    let started = monotonic(SERVICE, "InactiveExitTimestampMonotonic");
+    for (unit, step) in [
+        (BEFORE_HOOK_SERVICE, "the before-backup hook"),
+        (SNAPSHOT_SERVICE, "the snapshot"),
+    ] {
+        let failed = systemd::active_state(unit).is_some_and(|s| s == "failed");
+        if failed && monotonic(unit, "StateChangeTimestampMonotonic") >= started {
+            return Some(format!("{step} failed: see journalctl -u {unit}"));
+        }
+    }
+    let how = systemd::show(SERVICE, "Result").map_or_else(String::new, |r| format!(" ({r})"));
+    Some(format!("see systemctl status {SERVICE}{how}"))
 }
 
 /// What the restore drills recorded: a failed one, or none for too long.

@@ -259,7 +259,7 @@ pub fn check_health(
     dir: &str,
     now_us: i64,
     max_age_hours: u32,
-    last_run_failed: bool,
+    last_run_failed: Option<&str>,
     key_missing: Option<&str>,
     warnings: &[String],
 ) -> (Health, String) {
@@ -304,13 +304,13 @@ pub fn check_health(
 fn target_problems(
     inventory: &Inventory,
     dir: &str,
-    last_run_failed: bool,
+    last_run_failed: Option<&str>,
 ) -> Vec<(Health, String)> {
     let mut problems = Vec::new();
-    if last_run_failed {
+    if let Some(why) = last_run_failed {
         problems.push((
             Health::Critical,
-            "the last backup run failed: see systemctl status mailbackup.service".to_owned(),
+            format!("the last backup run failed: {why}"),
         ));
     }
     if let Some(b) = inventory.backups.first().filter(|b| !b.complete) {
@@ -731,7 +731,7 @@ mod tests {
         };
         let warned = |w: &[String]| {
             let w: Vec<String> = snapshot_warning(w).into_iter().collect();
-            check_health(&inv, "/d", now, 36, false, None, &w)
+            check_health(&inv, "/d", now, 36, None, None, &w)
         };
         let one = ["the SQLite database /d/a.db is corrupt: copied as bytes".to_owned()];
         let (h, line) = warned(&one);
@@ -747,7 +747,12 @@ mod tests {
 
     /// `status --check` at `now` of these backups, with `unknown` stray
     /// files, after a run that `failed` or not.
-    fn check_at(now: i64, backups: Vec<Backup>, unknown: u64, failed: bool) -> (Health, String) {
+    fn check_at(
+        now: i64,
+        backups: Vec<Backup>,
+        unknown: u64,
+        failed: Option<&str>,
+    ) -> (Health, String) {
         let inv = Inventory {
             backups,
             unknown_files: unknown,
@@ -763,7 +768,7 @@ mod tests {
         let check = |backups, unknown, failed| check_at(now, backups, unknown, failed);
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
-        let (h, line) = check(vec![young.clone()], 0, false);
+        let (h, line) = check(vec![young.clone()], 0, None);
         assert_eq!(h, Health::Ok);
         assert!(
             line.starts_with(
@@ -775,15 +780,20 @@ mod tests {
             line.ends_with("|age_hours=12.0;;36 backups=1 size=2048B"),
             "{line}"
         );
-        let (h, line) = check(vec![], 0, false);
+        let (h, line) = check(vec![], 0, None);
         assert_eq!((h, h.exit_code()), (Health::Critical, 2));
         assert!(line.contains("no complete backup"), "{line}");
-        let (h, line) = check(vec![old.clone()], 0, false);
+        let (h, line) = check(vec![old.clone()], 0, None);
         assert_eq!(h, Health::Critical);
         assert!(line.contains("60 hours old, more than 36"), "{line}");
-        let (h, line) = check(vec![young.clone()], 0, true);
+        let hook =
+            "the before-backup hook failed: see journalctl -u mailbackup-before-backup.service";
+        let (h, line) = check(vec![young.clone()], 0, Some(hook));
         assert_eq!(h, Health::Critical);
-        assert!(line.contains("last backup run failed"), "{line}");
+        assert!(
+            line.contains(&format!("the last backup run failed: {hook}")),
+            "{line}"
+        );
         let inv = Inventory {
             backups: vec![young.clone()],
             unknown_files: 0,
@@ -795,7 +805,7 @@ mod tests {
             "/d",
             now,
             36,
-            false,
+            None,
             Some("the key is missing"),
             &["the key is not confirmed".to_owned()],
         );
@@ -804,7 +814,7 @@ mod tests {
             line.starts_with("MAILBACKUP CRITICAL - the key is missing; the key is not confirmed|"),
             "{line}"
         );
-        let (h, line) = check_health(&inv, "/d", now, 36, false, None, &["odd".to_owned()]);
+        let (h, line) = check_health(&inv, "/d", now, 36, None, None, &["odd".to_owned()]);
         assert_eq!(h, Health::Warning);
         assert!(line.starts_with("MAILBACKUP WARNING - odd|"), "{line}");
     }
@@ -815,7 +825,7 @@ mod tests {
         let check = |backups, unknown, failed| check_at(now, backups, unknown, failed);
         let young = backup("20261124T010000Z", None, 2048);
         let old = backup("20261122T010000Z", None, 2048);
-        let (h, line) = check(vec![young.clone()], 2, false);
+        let (h, line) = check(vec![young.clone()], 2, None);
         assert_eq!((h, h.exit_code()), (Health::Warning, 1));
         assert!(
             line.contains("2 entries in /d that duplicity did not write"),
@@ -825,13 +835,13 @@ mod tests {
             complete: false,
             ..backup("20261124T020000Z", Some("20261124T010000Z"), 10)
         };
-        let (h, line) = check(vec![interrupted, young], 0, false);
+        let (h, line) = check(vec![interrupted, young], 0, None);
         assert_eq!(h, Health::Warning);
         assert!(line.contains("20261124T020000Z, is incomplete"), "{line}");
         // A backup dated in the future: a warning that names it; the age
         // comes from the newest backup that is not.
         let future = backup("20291124T010000Z", None, 2048);
-        let (h, line) = check(vec![future.clone(), old.clone()], 0, false);
+        let (h, line) = check(vec![future.clone(), old.clone()], 0, None);
         assert_eq!(h, Health::Critical, "{line}");
         assert!(line.contains("60 hours old"), "{line}");
         assert!(
@@ -841,12 +851,12 @@ mod tests {
         let (h, line) = check(
             vec![future, backup("20261124T010000Z", None, 2048)],
             0,
-            false,
+            None,
         );
         assert_eq!(h, Health::Warning, "{line}");
         assert!(line.contains("age_hours=12.0"), "{line}");
         // The worst problem decides; all are named.
-        let (h, line) = check(vec![old], 1, false);
+        let (h, line) = check(vec![old], 1, None);
         assert_eq!(h, Health::Critical);
         assert!(
             line.contains("hours old") && line.contains("did not write"),

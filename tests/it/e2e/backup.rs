@@ -159,7 +159,10 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     let out = c.sh("mailbackup status --check");
     let line = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{line}");
-    assert!(line.contains("the last backup run failed"), "{line}");
+    assert!(
+        line.contains("the last backup run failed: see systemctl status mailbackup.service (exit-code)"),
+        "{line}"
+    );
 
     c.ok("mount -o remount,size=64m /home/user-data/backup/encrypted");
     let (rc, _) = c.start_backup_watching();

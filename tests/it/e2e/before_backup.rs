@@ -131,6 +131,14 @@ fn a_failing_hook_fails_the_backup_and_the_mail_quotes_it() {
         mail.contains("pg_dump: connection to the database refused"),
         "the hook's words are not in the mail: {mail}"
     );
+    // The monitoring check names the step that failed.
+    let out = c.sh("mailbackup status --check");
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(
+        line.contains("the last backup run failed: the before-backup hook failed: see journalctl -u mailbackup-before-backup.service"),
+        "{line}"
+    );
 
     // The hook gone: the backup runs again, as it always did.
     c.ok(&format!("rm {}/backup/before-backup", c.root));

@@ -193,6 +193,10 @@ fn report(config_path: &Path, args: &StatusArgs) -> Result<u8> {
     } else {
         out.write_all(render_table(&report, local_time).as_bytes())
             .context("Failed to write the status")?;
+        if let Some(why) = last_run_failure() {
+            writeln!(out, "The last backup run failed: {why}")
+                .context("Failed to write the status")?;
+        }
     }
     out.flush().context("Failed to write the status")?;
     Ok(0)

@@ -160,7 +160,9 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     let line = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{line}");
     assert!(
-        line.contains("the last backup run failed: see systemctl status mailbackup.service (exit-code)"),
+        line.contains(
+            "the last backup run failed: see systemctl status mailbackup.service (exit-code)"
+        ),
         "{line}"
     );
 

@@ -139,6 +139,11 @@ fn a_failing_hook_fails_the_backup_and_the_mail_quotes_it() {
         line.contains("the last backup run failed: the before-backup hook failed: see journalctl -u mailbackup-before-backup.service"),
         "{line}"
     );
+    let table = c.ok("mailbackup status");
+    assert!(
+        table.contains("The last backup run failed: the before-backup hook failed"),
+        "{table}"
+    );
 
     // The hook gone: the backup runs again, as it always did.
     c.ok(&format!("rm {}/backup/before-backup", c.root));

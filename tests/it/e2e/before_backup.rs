@@ -131,6 +131,12 @@ fn a_failing_hook_fails_the_backup_and_the_mail_quotes_it() {
         mail.contains("pg_dump: connection to the database refused"),
         "the hook's words are not in the mail: {mail}"
     );
+    // In the journal under the hook's name.
+    let journal = c.ok("journalctl -u mailbackup-before-backup.service -o short --no-pager");
+    assert!(
+        journal.contains("before-backup[") && journal.contains("pg_dump: connection"),
+        "{journal}"
+    );
     // The monitoring check names the step that failed.
     let out = c.sh("mailbackup status --check");
     let line = String::from_utf8_lossy(&out.stdout);

@@ -678,10 +678,11 @@ pub fn a_day_of_mail(root: &Path) {
     fs::write(inbox.join("dovecot.index"), [9u8; 5000]).unwrap();
     let out = Command::new("sqlite3")
         .arg(root.join("mail/users.sqlite"))
-        .arg("INSERT INTO users (email, password) VALUES ('new@example.com', 'z');")
+        // A new address each day: the column is UNIQUE.
+        .arg("INSERT INTO users (email, password) SELECT 'new' || count(*) || '@example.com', 'z' FROM users;")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", describe(&out));
 }
 
 /// A command's error output.

@@ -57,8 +57,7 @@ impl OnDisk {
         let not_roots = if s.refresh {
             Vec::new()
         } else {
-            // The hooks run as STORAGE_USER: one only they may read stays theirs.
-            not_root_owned(&layout.backup_dir, &[&layout.hook, &layout.before_hook])?
+            not_root_owned(layout)?
         };
         Ok(OnDisk {
             units,
@@ -234,31 +233,56 @@ fn settings_file_too_open(path: &Path) -> Result<bool> {
     }
 }
 
-/// Everything in `dir` (itself included, links not followed) but `except`
-/// that another user than root owns. Mail-in-a-Box keeps the backup
-/// directory root's; one made or copied in as STORAGE_USER is not.
-fn not_root_owned(dir: &Path, except: &[&Path]) -> Result<Vec<(PathBuf, u32)>> {
+/// What the backup writes into but another user than root owns, with its
+/// owner: the backup directory, the files in it (the hooks aside: they run
+/// as STORAGE_USER, and one only they may read stays theirs), duplicity's
+/// cache and gpg's home with all in them, and the directory of a local
+/// target. Mail-in-a-Box keeps them root's; made or copied in as
+/// STORAGE_USER, they are not. Nothing else is looked into: a snapshot or
+/// a drill holds the mail's own files (hard links), and their owners.
+fn not_root_owned(layout: &Layout) -> Result<Vec<(PathBuf, u32)>> {
     use std::os::unix::fs::MetadataExt;
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(path) = todo.pop() {
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("Failed to read {}", path.display())),
-        };
-        if meta.uid() != 0 && !except.contains(&path.as_path()) {
-            found.push((path.clone(), meta.uid()));
-        }
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)
-                .with_context(|| format!("Failed to list {}", path.display()))?
-            {
-                let entry = entry.with_context(|| format!("Failed to list {}", path.display()))?;
-                todo.push(entry.path());
+    let stat = |path: &Path| match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("Failed to read {}", path.display())),
+    };
+    let list = |dir: &Path| -> Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)
+            .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
+            .with_context(|| format!("Failed to list {}", dir.display()))
+    };
+    let Some(top) = stat(&layout.backup_dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut todo = vec![(layout.backup_dir.clone(), top)];
+    if todo[0].1.is_dir() {
+        for path in list(&layout.backup_dir)? {
+            if path == layout.hook || path == layout.before_hook {
+                continue;
+            }
+            if let Some(meta) = stat(&path)?.filter(|m| m.is_file()) {
+                todo.push((path, meta));
             }
         }
+        let mut trees = vec![layout.cache_dir.clone(), layout.gnupg_home.clone()];
+        while let Some(path) = trees.pop() {
+            if let Some(meta) = stat(&path)? {
+                if meta.is_dir() {
+                    trees.extend(list(&path)?);
+                }
+                todo.push((path, meta));
+            }
+        }
+        if let Some(meta) = stat(&layout.encrypted_dir)? {
+            todo.push((layout.encrypted_dir.clone(), meta));
+        }
     }
+    let mut found: Vec<_> = todo
+        .into_iter()
+        .filter(|(_, meta)| meta.uid() != 0)
+        .map(|(path, meta)| (path, meta.uid()))
+        .collect();
     found.sort();
     Ok(found)
 }

@@ -448,6 +448,12 @@ fn install_makes_a_backup_directory_of_the_box_user_roots() {
         "mkdir -p {root}/backup/cache/old && echo x > {root}/backup/cache/old/lockfile \
          && chmod 700 {root}/backup/after-backup && chown -R user-data {root}/backup"
     ));
+    // A snapshot an interrupted run left holds the mail's own files (hard
+    // links): their owners are the mail's, and stay so.
+    let message = format!("{root}/mail/mailboxes/example.com/alice/new/1790001000.M1.box");
+    c.ok(&format!(
+        "mkdir -p {root}/backup/snapshot.leftover-1 && ln {message} {root}/backup/snapshot.leftover-1/m"
+    ));
     let out = c.ok("mailbackup install");
     assert!(
         out.contains(&format!(
@@ -476,4 +482,5 @@ fn install_makes_a_backup_directory_of_the_box_user_roots() {
         )),
         "root\nroot\nuser-data\n"
     );
+    assert_eq!(c.ok(&format!("stat -c %u {message}")), "5000\n");
 }

@@ -127,11 +127,10 @@ impl Plan {
         for (path, _) in &self.make_root_owned {
             std::os::unix::fs::lchown(path, Some(0), Some(0)).with_context(|| {
                 format!(
-                    "Failed to make {} root's: the backup, which runs as root without the right to \
-                     write where another user owns, could not write there; make it root's \
-                     (chown -R root:root {}) and run install again",
-                    path.display(),
-                    self.backup_dir.as_ref().unwrap_or(path).display()
+                    "Failed to make {0} root's: the backup, which runs as root without the right \
+                     to write where another user owns, could not write there; make it root's \
+                     (chown root:root {0}) and run install again",
+                    path.display()
                 )
             })?;
         }

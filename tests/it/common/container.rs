@@ -479,6 +479,12 @@ impl Container {
             .to_owned()
     }
 
+    /// root's mailbox once the failure mail of mailbackup.service is in it
+    /// (or after 60 s without it).
+    pub fn failure_mail(&self) -> String {
+        self.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 300 ] || break; done; cat /var/mail/root")
+    }
+
     /// Waits for the hook's mark; returns its content, or None.
     pub fn hook_mark(&self, secs: u64) -> Option<String> {
         let out = self.sh(&format!(

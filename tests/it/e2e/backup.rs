@@ -138,7 +138,7 @@ fn a_full_target_fails_the_unit_and_the_mail_comes_back() {
     assert_eq!(c.hook_mark(3), None, "the hook ran after a failed backup");
 
     // The administrator hears of it: real postfix delivers to root's mailbox.
-    let mail = c.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
+    let mail = c.failure_mail();
     assert!(
         mail.contains("Subject: [box.example.com] mailbackup.service failed (exit-code)"),
         "{mail}"
@@ -340,7 +340,7 @@ fn restore_in_place_stops_and_starts_the_mail_and_refuses_to_fill_the_disk() {
     );
     // So does the mail: the snapshot unit's journal, where the cause is,
     // and only this run's lines, not those of the backup that succeeded.
-    let mail = c.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 150 ] || break; done; cat /var/mail/root");
+    let mail = c.failure_mail();
     assert!(
         mail.contains("a restore is running (mailbackup restore --to, pid 4242)"),
         "{mail}"

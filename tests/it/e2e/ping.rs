@@ -198,7 +198,7 @@ fn a_failure_mail_sent_while_postfix_is_stopped_arrives_once_it_runs() {
     );
 
     c.ok("systemctl start postfix.service");
-    let mail = c.ok("i=0; until grep -q 'mailbackup.service failed' /var/mail/root 2>/dev/null; do sleep 0.5; i=$((i+1)); [ $i -lt 120 ] || break; done; cat /var/mail/root");
+    let mail = c.failure_mail();
     assert!(
         mail.contains("Subject: [box.example.com] mailbackup.service failed"),
         "{mail}\n{}",

@@ -104,7 +104,9 @@ fn frozen_services_are_thawed_after_a_kill_and_a_failed_snapshot() {
         "[Service]\nExecReload=\nExecReload=/bin/sh -c \"sleep 5; exec /usr/bin/mailbackup --config /etc/mailinabox.conf snapshot --complete\"\n",
     );
     let out = c.sh(r#"systemctl start mailbackup.service & s=$!
-        i=0; until [ "$(systemctl show -p FreezerState --value dovecot.service)" = frozen ]; do
+        # `systemctl freeze` freezes one unit after the other: wait for both.
+        state() { systemctl show -p FreezerState --value "$1"; }
+        i=0; until [ "$(state dovecot.service) $(state postfix@-.service)" = "frozen frozen" ]; do
             sleep 0.05; i=$((i+1)); [ $i -lt 400 ] || exit 9
         done
         echo "postfix $(systemctl show -p FreezerState --value postfix@-.service)"
